@@ -48,3 +48,9 @@ test-unit: setup ## only the tests that need no service
 
 demo: up ## the main job (grows with the project); for now: platform up + status
 	@$(PY) -m infra status
+
+.PHONY: bench bench-platform
+bench-platform: up ## wake/sleep latency of dormant nodes, pause vs stop -> results/platform/
+	@$(PY) -m bench.platform_wake $(BENCH_ARGS)
+
+bench: bench-platform ## every experiment; report under results/

@@ -13,6 +13,7 @@ from collections.abc import Callable
 import pika
 import requests
 
+from infra.amqp import amqp_params
 from infra.topology import Node, Topology
 
 Probe = Callable[[Topology, Node, dict[str, str]], tuple[bool, str]]
@@ -25,14 +26,6 @@ def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
             return True
     except OSError:
         return False
-
-
-def amqp_params(topo: Topology, node: Node, user: str, password: str,
-                **kw: object) -> pika.ConnectionParameters:
-    return pika.ConnectionParameters(
-        host=topo.bind_host, port=node.ports["amqp"], virtual_host=topo.rabbitmq.vhost,
-        credentials=pika.PlainCredentials(user, password), **kw,
-    )
 
 
 def _rabbitmq(topo: Topology, node: Node, pw: dict[str, str]) -> tuple[bool, str]:

@@ -107,6 +107,21 @@ class RabbitSettings:
 
 
 @dataclass(frozen=True)
+class ServicePorts:
+    port: int
+    count: int = 1
+
+    def at(self, index: int) -> int:
+        if not 0 <= index < self.count:
+            raise IndexError(f"index {index} outside the {self.count} ports from {self.port}")
+        return self.port + index
+
+
+SERVICE_NAMES = ("gateway_metrics", "metrics_writer", "node_agents", "stream_job", "diagnoser",
+                 "orchestrator", "demo")
+
+
+@dataclass(frozen=True)
 class Topology:
     project: str
     bind_host: str
@@ -115,6 +130,7 @@ class Topology:
     health: HealthPolicy
     spark: SparkSettings
     rabbitmq: RabbitSettings
+    services: Mapping[str, ServicePorts]
     nodes: tuple[Node, ...]
     source: Path = field(default=DEFAULT_PATH, compare=False)
 
@@ -320,11 +336,35 @@ def _parse_rabbitmq(raw: dict[str, Any], errs: _Errors) -> RabbitSettings:
     return RabbitSettings(vhost, users)
 
 
+def _parse_services(raw: dict[str, Any], errs: _Errors) -> dict[str, ServicePorts]:
+    _unknown_keys(raw, set(SERVICE_NAMES), "services", errs)
+    services: dict[str, ServicePorts] = {}
+    for name in SERVICE_NAMES:
+        path = f"services.{name}"
+        if name not in raw:
+            errs.add(path, "required service port is missing")
+            continue
+        body = _mapping(raw[name], path, errs)
+        _unknown_keys(body, {"port", "count"}, path, errs)
+        port = _take(body, "port", path, errs, int)
+        count = _take(body, "count", path, errs, int, 1)
+        if port is not None and not 1024 <= port <= 32767:
+            errs.add(f"{path}.port", f"must be an integer in 1024..32767, got {port!r}")
+            continue
+        if count is not None and count < 1:
+            errs.add(f"{path}.count", f"must be >= 1, got {count}")
+            continue
+        if port is not None and count is not None:
+            services[name] = ServicePorts(port, count)
+    return services
+
+
 def parse_topology(raw: Any, source: Path = DEFAULT_PATH) -> Topology:
     errs = _Errors()
     root = _mapping(raw, "topology", errs)
     errs.raise_if_any(source)
-    allowed = {"project", "bind_host", "images", "pools", "health", "spark", "rabbitmq", "nodes"}
+    allowed = {"project", "bind_host", "images", "pools", "health", "spark", "rabbitmq",
+               "services", "nodes"}
     _unknown_keys(root, allowed, "topology", errs)
 
     project = _take(root, "project", "topology", errs, str)
@@ -356,6 +396,8 @@ def parse_topology(raw: Any, source: Path = DEFAULT_PATH) -> Topology:
 
     rabbitmq = _parse_rabbitmq(_mapping(root.get("rabbitmq", {}), "rabbitmq", errs), errs)
 
+    services = _parse_services(_mapping(root.get("services", {}), "services", errs), errs)
+
     nodes_raw = _mapping(_take(root, "nodes", "topology", errs, dict) or {}, "nodes", errs)
     nodes: list[Node] = []
     for name, body in nodes_raw.items():
@@ -368,6 +410,14 @@ def parse_topology(raw: Any, source: Path = DEFAULT_PATH) -> Topology:
 
     # Ports are unique across the whole topology: every container shares the host network.
     owner: dict[int, str] = {spark.driver_ui_port: "spark.driver_ui_port"}
+    for sname, sp in services.items():
+        for i in range(sp.count):
+            here = f"services.{sname}.port" + (f" (+{i})" if i else "")
+            if sp.port + i in owner:
+                errs.add(here, f"duplicate port {sp.port + i}, "
+                               f"already used by {owner[sp.port + i]}")
+            else:
+                owner[sp.port + i] = here
     for node in nodes:
         for pname, port in node.ports.items():
             here = f"nodes.{node.name}.ports.{pname}"
@@ -401,6 +451,7 @@ def parse_topology(raw: Any, source: Path = DEFAULT_PATH) -> Topology:
         health=health,
         spark=spark,
         rabbitmq=rabbitmq,
+        services=services,
         nodes=tuple(nodes),
         source=source,
     )

@@ -18,6 +18,7 @@ from hdfs import InsecureClient
 from influxdb import InfluxDBClient
 
 from infra import health
+from infra.amqp import amqp_params
 from infra.platform import Platform
 from infra.topology import Topology
 from spark_jobs.session import build_session, submit_command, submit_env
@@ -28,7 +29,7 @@ JOBS = Path(__file__).with_name("jobs")
 
 
 def _connect(topo: Topology, node: str, pw: dict[str, str]) -> pika.BlockingConnection:
-    return pika.BlockingConnection(health.amqp_params(topo, topo.node(node), "admin", pw["admin"]))
+    return pika.BlockingConnection(amqp_params(topo, node, "admin", pw["admin"]))
 
 
 def test_amqp_round_trip_through_a_stream_queue_read_back_by_offset(platform, topo, passwords):
@@ -70,8 +71,7 @@ def test_no_guest_user_and_least_privilege(platform, topo, passwords):
     users = requests.get(f"{mgmt}/api/users", auth=("admin", passwords["admin"]), timeout=10).json()
     assert "guest" not in {u["name"] for u in users}
     # The gateway user may publish telemetry but not declare anything.
-    conn = pika.BlockingConnection(health.amqp_params(topo, topo.node("channel-0"), "gateway",
-                                                      passwords["gateway"]))
+    conn = pika.BlockingConnection(amqp_params(topo, "channel-0", "gateway", passwords["gateway"]))
     ch = conn.channel()
     with pytest.raises(pika.exceptions.ChannelClosedByBroker) as exc:
         ch.queue_declare("not-allowed", durable=True)

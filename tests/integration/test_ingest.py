@@ -1,0 +1,150 @@
+"""Ingest acceptance against the real brokers: what gateways say was confirmed is exactly what
+the streams hold, per DER, across a routing change and a broker restart."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pika
+import pytest
+
+from infra.amqp import amqp_params
+from infra.platform import Platform
+from infra.topology import Topology
+from ingest.audit import audit_streams, merged_seqs, missing_seqs
+from ingest.routing import RoutingTable
+from ingest.streams import fetch_routing_table, publish_routing_table, stream_end
+from ingest.topology import TELEMETRY_STREAM, declare_channel
+
+pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture()
+def declared(platform: Platform, topo: Topology):
+    declare_channel(topo, "channel-0")
+    before = fetch_routing_table(topo)
+    yield
+    # Leave the routing table as the topology starts: only the active channels.
+    current = fetch_routing_table(topo) or before
+    if current is not None and current.channels != ("channel-0",):
+        publish_routing_table(topo, current.successor(["channel-0"], reason="test cleanup"))
+
+
+def _ends(topo: Topology, channels: list[str]) -> dict[str, int]:
+    return {ch: stream_end(amqp_params(topo, ch, "admin"), TELEMETRY_STREAM) for ch in channels}
+
+
+def _run_fleet(args: list[str], summary: Path) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "sensors_sim", "run", *args, "--summary", str(summary),
+         "--no-metrics"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_two_minute_run_with_routing_change_and_broker_restart_loses_nothing(
+        platform: Platform, topo: Topology, declared, dormant, tmp_path):
+    platform.wake(dormant("channel-1"))
+    declare_channel(topo, "channel-1")
+    channels = ["channel-0", "channel-1"]
+    start = _ends(topo, channels)
+    base = fetch_routing_table(topo) or RoutingTable(0, ("channel-0",), 0)
+
+    summary = tmp_path / "summary.json"
+    proc = _run_fleet(["--ders", "400", "--interval", "1", "--seed", "41", "--duration", "120",
+                       "--drain-timeout", "60"], summary)
+    stderr: list[str] = []
+    reader = threading.Thread(target=lambda: stderr.extend(proc.stderr), daemon=True)
+    reader.start()
+
+    time.sleep(25)
+    wide = base.successor(channels, reason="test: wake channel-1")
+    publish_routing_table(topo, wide)
+    time.sleep(20)
+    # The home broker (control plane and half the DERs) goes down for its whole restart.
+    platform.container("channel-0").restart(timeout=30)
+    platform.wait_healthy([topo.node("channel-0")], progress=lambda _m: None)
+    time.sleep(20)
+    narrow = wide.successor(["channel-0"], reason="test: back to one channel")
+    publish_routing_table(topo, narrow)
+
+    out, _ = proc.communicate(timeout=240)
+    reader.join(timeout=10)
+    assert proc.returncode == 0, "".join(stderr)[-4000:]
+    total = json.loads(summary.read_text())["total"]
+    assert total["generated"] > 40_000
+    assert total["confirmed"] == total["generated"]
+    assert total["dropped_overflow"] == 0 and total["unconfirmed_at_exit"] == 0
+
+    # Both tables were applied by the gateway, each within 1 s of being issued.
+    applied = [json.loads(line) for line in stderr if '"routing_applied"' in line]
+    lags = {e["version"]: e["apply_lag_ms"] for e in applied}
+    assert wide.version in lags and narrow.version in lags, applied
+    assert lags[wide.version] < 1000 and lags[narrow.version] < 1000, lags
+    assert any('"disconnected"' in line for line in stderr), "the restart was not noticed"
+
+    audits = audit_streams({ch: amqp_params(topo, ch, "admin") for ch in channels}, start)
+    assert audits["channel-1"].messages > 0, "the routing change sent nothing to channel-1"
+    present = merged_seqs(audits.values())
+    per_der = total["per_der"]
+    assert set(present) == set(per_der)
+    for der_id, counters in per_der.items():
+        seqs = present[der_id]
+        assert len(seqs) == counters["confirmed"], der_id
+        assert missing_seqs(seqs) == 0 and max(seqs) == counters["last_seq"], der_id
+
+
+def test_buffer_overflow_is_counted_never_silent(platform: Platform, topo: Topology, declared,
+                                                 tmp_path):
+    # Route everything to channel-1 while it sleeps: nothing can be confirmed, the bounded
+    # buffer overflows, and every reading is accounted for as dropped or unconfirmed.
+    base = fetch_routing_table(topo) or RoutingTable(0, ("channel-0",), 0)
+    publish_routing_table(topo, base.successor(["channel-1"], reason="test: dead channel"))
+    summary = tmp_path / "summary.json"
+    proc = _run_fleet(["--ders", "200", "--interval", "0.5", "--duration", "8",
+                       "--max-buffer", "500", "--drain-timeout", "2"], summary)
+    proc.communicate(timeout=120)
+    assert proc.returncode == 3  # the runner's exit code for "not everything confirmed"
+    total = json.loads(summary.read_text())["total"]
+    assert total["confirmed"] == 0
+    assert total["dropped_overflow"] > 1000
+    assert total["dropped_overflow"] + total["unconfirmed_at_exit"] == total["generated"]
+    assert sum(d["dropped"] for d in total["per_der"].values()) == total["dropped_overflow"]
+
+
+def test_gateway_user_cannot_write_control_or_read_telemetry(platform, topo, passwords):
+    conn = pika.BlockingConnection(amqp_params(topo, "channel-0", "gateway"))
+    ch = conn.channel()
+    ch.confirm_delivery()
+    with pytest.raises(pika.exceptions.ChannelClosedByBroker) as exc:
+        ch.basic_publish("vpp.control", "routing", b"{}")
+    assert exc.value.reply_code == 403
+    ch = conn.channel()
+    with pytest.raises(pika.exceptions.ChannelClosedByBroker) as exc:
+        ch.basic_consume(TELEMETRY_STREAM, lambda *a: None)
+    assert exc.value.reply_code == 403
+    conn.close()
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["--ders", "-3"], "--ders must be > 0"),
+        (["--ders", "many"], "--ders must be an integer"),
+        (["--ders", "10", "--interval", "0"], "--interval must be > 0"),
+        (["--ders", "10", "--fault-spike", "2"], "--fault-spike must be within 0..1"),
+        (["--scenario", "no_such_scenario"], "no_such_scenario"),
+        (["--ders", "10", "--rate-scale", "2"], "--rate-scale applies to --scenario"),
+    ],
+)
+def test_bad_cli_input_fails_fast_naming_the_field(args, fragment):
+    proc = subprocess.run([sys.executable, "-m", "sensors_sim", "run", *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert re.search(re.escape(fragment), proc.stderr), proc.stderr
