@@ -18,8 +18,9 @@ setup: ## install engine, base image, Hadoop jars, venv and images (idempotent, 
 check: setup ## validate the topology file
 	@$(PY) -m infra check
 
-up: setup ## start the topology (dormant nodes created asleep) and wait until healthy
+up: setup ## start the topology (dormant nodes created asleep), wait until healthy, declare streams
 	@$(PY) -m infra up
+	@$(PY) -m ingest declare
 
 status: ## table of nodes: pool, state, health, ports, CPU/memory limits
 	@if [ -x $(PY) ]; then $(PY) -m infra status; else echo "not set up: run make setup"; fi
@@ -48,6 +49,13 @@ test-unit: setup ## only the tests that need no service
 
 demo: up ## the main job (grows with the project); for now: platform up + status
 	@$(PY) -m infra status
+
+.PHONY: submit-stream fleet
+submit-stream: up ## run the streaming job (twin + aggregates) via spark-submit: make submit-stream ARGS="..."
+	@$(PY) -m spark_jobs.submit $(ARGS)
+
+fleet: up ## run a DER fleet: make fleet ARGS="--ders 1000 --interval 10 --duration 120"
+	@$(PY) -m sensors_sim run $(ARGS)
 
 .PHONY: bench bench-platform
 bench-platform: up ## wake/sleep latency of dormant nodes, pause vs stop -> results/platform/

@@ -108,9 +108,9 @@ class StreamProgressSample:
     batch_duration_ms: float | None = None
     num_input_rows: float | None = None
     state_rows: float | None = None
-    latency_p50_ms: float | None = None
-    latency_p95_ms: float | None = None
+    late_rows_dropped: float | None = None
     executors: float | None = None
+    batch_id: float | None = None
 
     @property
     def rate_deficit(self) -> float:

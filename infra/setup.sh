@@ -104,6 +104,10 @@ if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; 
   "$VENV/bin/pip" install -q --find-links "$wheels" -e "$ROOT[dev]" || die "pip install into $VENV failed"
   echo "$want" > "$stamp"
 fi
+# The interpreter name Spark hands to executors and to driver-side Python workers alike
+# (spark_jobs/session.py); the Spark image has its own `vpp-python`.
+printf '#!/bin/sh\nexec "%s/bin/python" "$@"\n' "$VENV" > "$VENV/bin/vpp-python"
+chmod 755 "$VENV/bin/vpp-python"
 
 # -- 6. images ---------------------------------------------------------------------------------
 req="$ROOT/infra/docker/spark/requirements.txt"

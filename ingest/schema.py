@@ -231,6 +231,11 @@ MEASUREMENTS: tuple[FieldSpec, ...] = (
           ieee2030_5="DERStatus.stateOfChargeStatus", ocpp="SoC"),
     _only(BATT, "soh_pct", "float", "%", "State of health, % of nameplate capacity left.",
           min=0.0, max=100.0, decimals=2, sunspec="802.SoH"),
+    # Usable capacity makes stored energy (soc x capacity) computable by the twin and the VPP
+    # aggregate without a side table of nameplates.
+    _only(BATT, "e_cap_wh", "float", "Wh", "Usable energy capacity now (nameplate x SoH).",
+          min=0.0, max=1e8, decimals=1, sunspec="802.WHRtg (nameplate; here: x SoH)",
+          ieee2030_5="DERCapability.rtgWh"),
     _only(BATT, "p_max_chg_w", "float", "W", "Charge power available now (0 when full).",
           min=0.0, max=5e6, decimals=1, sunspec="802.WChaRteMax (nameplate; here: available)",
           ieee2030_5="DERSettings.setMaxChargeRateW"),
@@ -700,5 +705,11 @@ def sql_checks(dialect: str = "spark") -> tuple[SqlCheck, ...]:
 
 
 def sql_reject_reason(dialect: str = "spark") -> str:
-    """One SQL expression: the first failing check's reason, or NULL for a valid row."""
-    return "COALESCE(" + ", ".join(c.reason for c in sql_checks(dialect)) + ")"
+    """One SQL expression: the first failing check's reason, or NULL for a valid row.
+
+    Nested in groups: SQLite caps a function at 127 arguments, and the check list grows with
+    the schema."""
+    reasons = [c.reason for c in sql_checks(dialect)]
+    groups = ["COALESCE(" + ", ".join(reasons[i:i + 64]) + ")"
+              for i in range(0, len(reasons), 64)]
+    return groups[0] if len(groups) == 1 else "COALESCE(" + ", ".join(groups) + ")"

@@ -21,9 +21,11 @@ reader of the routing table finds the latest version at the end.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 import pika
+import pika.exceptions
 
 from infra.amqp import amqp_params
 from infra.topology import Node, Topology
@@ -138,15 +140,32 @@ def declare(channel: pika.adapters.blocking_connection.BlockingChannel,
         channel.queue_bind(b.queue, b.exchange, routing_key=b.key)
 
 
-def declare_channel(topo: Topology, node: Node | str) -> None:
-    """Declare everything a channel needs (idempotent; admin user)."""
+def _stream_not_ready(exc: pika.exceptions.ChannelClosedByBroker) -> bool:
+    # After a broker (re)start, AMQP answers a few seconds before its stream replicas are
+    # back: operations on them fail with 404 "home node ... is down or inaccessible".
+    return exc.reply_code == 404 and "down or inaccessible" in exc.reply_text
+
+
+def declare_channel(topo: Topology, node: Node | str, timeout_s: float = 60.0) -> float:
+    """Declare everything a channel needs (idempotent; admin user) and return once its streams
+    accept operations: the readiness gate before a woken channel takes traffic. Returns the
+    seconds spent waiting for the streams."""
     n = topo.node(node) if isinstance(node, str) else node
-    conn = pika.BlockingConnection(amqp_params(topo, n, "admin", connection_attempts=3,
-                                               retry_delay=1))
-    try:
-        ch = conn.channel()
-        declare(ch, telemetry_topology())
-        if n.name == home_channel(topo).name:
-            declare(ch, home_topology())
-    finally:
-        conn.close()
+    deadline = time.monotonic() + timeout_s
+    t0 = time.monotonic()
+    while True:
+        conn = pika.BlockingConnection(amqp_params(topo, n, "admin", connection_attempts=5,
+                                                   retry_delay=1))
+        try:
+            ch = conn.channel()
+            declare(ch, telemetry_topology())
+            if n.name == home_channel(topo).name:
+                declare(ch, home_topology())
+            return time.monotonic() - t0
+        except pika.exceptions.ChannelClosedByBroker as exc:
+            if not _stream_not_ready(exc) or time.monotonic() > deadline:
+                raise
+        finally:
+            if conn.is_open:
+                conn.close()
+        time.sleep(0.5)

@@ -46,12 +46,20 @@ QUEUE = Measurement(
 STREAM_LAG = Measurement("stream_lag", ("node", "stream"),
                          ("end_offset", "committed_offset", "lag"))
 
-# Per trigger of a streaming query (StreamingQueryProgress).
+# Per trigger of a streaming query (StreamingQueryProgress, from the job's listener).
 STREAM_PROGRESS = Measurement(
     "spark_stream",
     ("query",),
     ("input_rate", "processed_rate", "batch_duration_ms", "num_input_rows", "state_rows",
-     "latency_p50_ms", "latency_p95_ms", "executors"),
+     "late_rows_dropped", "executors", "batch_id"),
+)
+
+# Per committed micro-batch (from the job's batch writers): what it stored and how late.
+# Latency is commit time minus event time: for `twin`, sensor event -> twin state visible.
+STREAM_BATCH = Measurement(
+    "spark_batch",
+    ("query",),
+    ("valid_rows", "quarantined_rows", "latency_p50_ms", "latency_p95_ms", "batch_id"),
 )
 
 # Per finished Spark task (for straggler detection, Fig. 11).
@@ -75,5 +83,18 @@ DECISION = Measurement(
     ("required", "active_before", "active_after", "latency_s"),
 )
 
-ALL = (PROCESSING, QUEUING, QUEUE, STREAM_LAG, STREAM_PROGRESS, SPARK_TASK, DIAGNOSIS, DECISION)
+# The digital twin (spark_jobs/): latest state per DER, windowed aggregates per site and VPP.
+DER_STATE = Measurement(
+    "der_state",
+    ("der_id", "der_type", "site_id", "health"),
+    ("p_w", "q_var", "v_v", "f_hz", "e_wh", "t_c", "soc_pct", "e_cap_wh", "p_max_chg_w",
+     "p_max_dis_w", "fuel_pct", "last_seq", "readings", "latency_ms"),
+)
+AGGREGATE_FIELDS = ("ders", "p_w", "gen_w", "load_w", "storage_wh", "chg_avail_w", "dis_avail_w")
+VPP_SITE = Measurement("vpp_site", ("site_id", "der_type"), AGGREGATE_FIELDS)
+VPP_TOTAL = Measurement("vpp_total", ("der_type",), AGGREGATE_FIELDS)
+QUARANTINE = Measurement("quarantine", ("reason_field", "channel"), ("rows",))
+
+ALL = (PROCESSING, QUEUING, QUEUE, STREAM_LAG, STREAM_PROGRESS, STREAM_BATCH, SPARK_TASK,
+       DIAGNOSIS, DECISION, DER_STATE, VPP_SITE, VPP_TOTAL, QUARANTINE)
 NODE_MEASUREMENT_BY_POOL = {"processing": PROCESSING, "queue": QUEUING, "core": PROCESSING}

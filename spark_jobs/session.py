@@ -14,7 +14,10 @@ from pathlib import Path
 
 from infra.topology import Topology
 
-EXECUTOR_PYTHON = "/opt/venv/bin/python"  # the Spark image's venv (infra/docker/spark)
+# One interpreter *name* for executors (the Spark image's /usr/local/bin/vpp-python) and for the
+# Python workers Spark starts on the driver host to plan Python data sources (.venv/bin/
+# vpp-python, written by make setup): Spark passes the same pythonExec to both.
+EXECUTOR_PYTHON = "vpp-python"
 
 
 def spark_conf(topo: Topology, app_name: str, extra: Mapping[str, str] | None = None
@@ -32,6 +35,10 @@ def spark_conf(topo: Topology, app_name: str, extra: Mapping[str, str] | None = 
         "spark.pyspark.driver.python": sys.executable,
         "spark.hadoop.fs.defaultFS": topo.hdfs_url,
         "spark.sql.session.timeZone": "UTC",
+        # Every executor reports host 127.0.0.1 (host networking), so Spark would take another
+        # worker's shuffle blocks for host-local and read them from a disk it cannot see
+        # (each worker container has its own filesystem): fetch them over the network.
+        "spark.shuffle.readHostLocalDisk": "false",
         # Workers are put to sleep by decommissioning them first (autoscaler/): shuffle and
         # cached blocks migrate instead of being lost with the executor.
         "spark.decommission.enabled": "true",
@@ -43,9 +50,19 @@ def spark_conf(topo: Topology, app_name: str, extra: Mapping[str, str] | None = 
     return conf
 
 
+def _driver_env(env: dict[str, str]) -> dict[str, str]:
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env["PYSPARK_PYTHON"] = EXECUTOR_PYTHON
+    env["PYSPARK_DRIVER_PYTHON"] = sys.executable
+    env["SPARK_LOCAL_IP"] = "127.0.0.1"  # never bind or advertise a non-loopback address
+    return env
+
+
 def build_session(topo: Topology, app_name: str, extra: Mapping[str, str] | None = None):
     from pyspark.sql import SparkSession
 
+    # The JVM this starts inherits the environment: vpp-python must resolve on the host too.
+    os.environ.update(_driver_env(dict(os.environ)))
     builder = SparkSession.builder
     for key, value in spark_conf(topo, app_name, extra).items():
         builder = builder.config(key, value)
@@ -61,11 +78,8 @@ def spark_home() -> str:
 def submit_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
     """Environment for spark-submit: its launcher looks for SPARK_HOME with `python3` from PATH,
     which is not the venv's, so name both explicitly."""
-    env = dict(os.environ if base is None else base)
+    env = _driver_env(dict(os.environ if base is None else base))
     env["SPARK_HOME"] = spark_home()
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    env["PYSPARK_PYTHON"] = EXECUTOR_PYTHON
-    env["PYSPARK_DRIVER_PYTHON"] = sys.executable
     return env
 
 

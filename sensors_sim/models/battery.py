@@ -185,6 +185,7 @@ class Battery(DER):
             "t_c": round(self._t_cab, 1),
             "soc_pct": round(min(100.0, max(0.0, 100.0 * e / cap)), 2),
             "soh_pct": round(self.soh_pct, 2),
+            "e_cap_wh": round(cap, 1),
             "p_max_chg_w": round(p_chg, 1),
             "p_max_dis_w": round(p_dis, 1),
         }

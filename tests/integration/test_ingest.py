@@ -74,7 +74,7 @@ def test_two_minute_run_with_routing_change_and_broker_restart_loses_nothing(
     narrow = wide.successor(["channel-0"], reason="test: back to one channel")
     publish_routing_table(topo, narrow)
 
-    out, _ = proc.communicate(timeout=240)
+    proc.communicate(timeout=240)
     reader.join(timeout=10)
     assert proc.returncode == 0, "".join(stderr)[-4000:]
     total = json.loads(summary.read_text())["total"]

@@ -33,7 +33,8 @@ BATTERY = {
     "schema_version": 1, "der_id": "bat-000001", "der_type": "battery", "site_id": "site-0001",
     "ts_ms": 1_750_521_600_000, "seq": 3, "quality": "suspect", "p_w": -2500.0, "q_var": 10.0,
     "v_v": 230.2, "i_a": 3.6, "f_hz": 50.0, "e_wh": 100, "e_imp_wh": 5, "t_c": 20.0,
-    "soc_pct": 55.0, "soh_pct": 97.5, "p_max_chg_w": 5000.0, "p_max_dis_w": 5000.0,
+    "soc_pct": 55.0, "soh_pct": 97.5, "e_cap_wh": 9750.0, "p_max_chg_w": 5000.0,
+    "p_max_dis_w": 5000.0,
 }
 
 
