@@ -21,6 +21,7 @@ check: setup ## validate the topology file
 up: setup ## start the topology (dormant nodes created asleep), wait until healthy, declare streams
 	@$(PY) -m infra up
 	@$(PY) -m ingest declare
+	@$(PY) -m infra services start
 
 status: ## table of nodes: pool, state, health, ports, CPU/memory limits
 	@if [ -x $(PY) ]; then $(PY) -m infra status; else echo "not set up: run make setup"; fi
@@ -49,6 +50,10 @@ test-unit: setup ## only the tests that need no service
 
 demo: up ## the main job (grows with the project); for now: platform up + status
 	@$(PY) -m infra status
+
+.PHONY: dashboards
+dashboards: setup ## regenerate the Grafana dashboards (infra/grafana/dashboards/*.json) from code
+	@$(PY) -m infra.grafana.build
 
 .PHONY: submit-stream fleet
 submit-stream: up ## run the streaming job (twin + aggregates) via spark-submit: make submit-stream ARGS="..."

@@ -59,6 +59,7 @@ class NodeSample:
     net_rx_bps: float | None = None
     net_tx_bps: float | None = None
     processes: float | None = None
+    sample_seq: float | None = None
 
 
 @dataclass(frozen=True)
@@ -351,6 +352,8 @@ def _sample(point: Mapping[str, Any], pool_of: Mapping[str, str], time_unit: str
         if isinstance(raw, bool) or not isinstance(raw, int | float) or not math.isfinite(raw):
             raise WindowError(f"fields.{key}: expected a finite number, got {raw!r}")
         kwargs[key] = float(raw)
+    if kind is SparkTaskSample and "stage" in kwargs:
+        kwargs["stage"] = str(int(kwargs["stage"]))  # a numeric field (not a tag) in InfluxDB
     if kind is NodeSample:
         node, role = kwargs["node"], kwargs.get("role", "")
         kwargs["pool"] = pool_of.get(node) or ROLE_POOL.get(role) or _MEASUREMENT_POOL[name]

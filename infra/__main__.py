@@ -36,8 +36,21 @@ def _status_table(topo: Topology, as_json: bool) -> int:
         cells = (cell.ljust(w) for cell, w in zip(row, widths, strict=False))
         print("  ".join(cells) + "  " + row[-1])
     running = sum(1 for r in rows if r.state == "active")
-    print(f"\n{running}/{len(rows)} nodes active; topology {topo.source}")
+    print(f"\n{running}/{len(rows)} nodes active; topology {topo.source}\n")
+    _services_table(topo)
     return 0
+
+
+def _services_table(topo: Topology) -> None:
+    from infra import services
+
+    print("SERVICE          STATE    PID      /metrics                LOG")
+    for svc in services.SERVICES:
+        st = services.status(topo, svc)
+        state = "running" if st.running else "stopped"
+        url = f"http://{topo.bind_host}:{st.metrics_port}/metrics"
+        up = url if st.metrics_up else f"{url} (down)" if st.running else "-"
+        print(f"{st.name:<16} {state:<8} {st.pid or '-':<8} {up:<23} {st.log}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -55,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     wk = sub.add_parser("wake", help="wake a dormant node (start or unpause) and time it")
     wk.add_argument("node")
     wk.add_argument("--timeout", type=float, default=None)
+    sv = sub.add_parser("services", help="the project's host services (writer, collector, ...)")
+    sv.add_argument("action", choices=("start", "stop", "status"))
     sl = sub.add_parser("sleep", help="put a node to sleep (pause or stop) and time it")
     sl.add_argument("node")
     sl.add_argument("--mode", choices=("pause", "stop"), default=None,
@@ -82,7 +97,22 @@ def main(argv: list[str] | None = None) -> int:
         if args.cmd == "up":
             platform.up()
             return _status_table(topo, as_json=False)
+        if args.cmd == "services":
+            from infra import services
+
+            for svc in services.SERVICES:
+                if args.action == "start":
+                    print(f"{svc.name}: running, pid {services.start(svc)}")
+                elif args.action == "stop":
+                    print(f"{svc.name}: {'stopped' if services.stop(svc) else 'was not running'}")
+            if args.action == "status":
+                _services_table(topo)
+            return 0
         if args.cmd == "down":
+            from infra import services
+
+            for svc in services.SERVICES:
+                services.stop(svc)
             n = platform.down()
             print(f"{n} container(s) removed; data volumes kept (make clean removes them)")
             return 0

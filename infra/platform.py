@@ -11,6 +11,7 @@ import hashlib
 import json
 import time
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -20,7 +21,7 @@ import docker.errors
 from docker.models.containers import Container
 
 from infra import health
-from infra.state import passwords
+from infra.state import ROOT, passwords, state_dir
 from infra.topology import Node, Topology
 
 LABEL_PROJECT = "vpp-twin.project"
@@ -140,13 +141,30 @@ def volume_name(topo: Topology, node: Node) -> str:
     return f"{topo.container_name(node)}-data"
 
 
-def container_spec(topo: Topology, node: Node, pw: dict[str, str]) -> dict[str, Any]:
+# The node's monitoring agent (monitor/agent.py) runs from the checkout, mounted read-only, with
+# the image's Debian python3; a loop restarts it if it ever exits.
+CODE_MOUNT = "/opt/vpp"
+STATE_MOUNT = "/opt/vpp-state"
+TOPOLOGY_MOUNT = "/opt/vpp-topology.yaml"
+AGENT_CMD = "while :; do python3 -m monitor.agent; sleep 3; done"
+
+
+def container_spec(topo: Topology, node: Node, pw: dict[str, str],
+                   code_root: Path | None = None, state: Path | None = None
+                   ) -> dict[str, Any]:
     """Keyword arguments for ``client.containers.create``, without the config-hash label."""
     env, command = _role_env(topo, node, pw)
     env = {"VPP_BIND_HOST": topo.bind_host, "VPP_NODE": node.name} | env
-    volumes = {}
+    volumes: dict[str, dict[str, str]] = {}
     if node.role in DATA_PATHS:
         volumes[volume_name(topo, node)] = {"bind": DATA_PATHS[node.role], "mode": "rw"}
+    if code_root is not None and state is not None:
+        volumes[str(code_root)] = {"bind": CODE_MOUNT, "mode": "ro"}
+        volumes[str(state)] = {"bind": STATE_MOUNT, "mode": "ro"}
+        volumes[str(Path(topo.source).resolve())] = {"bind": TOPOLOGY_MOUNT, "mode": "ro"}
+        env |= {"PYTHONPATH": CODE_MOUNT, "VPP_STATE_DIR": STATE_MOUNT,
+                "VPP_TOPOLOGY": TOPOLOGY_MOUNT, "PYTHONDONTWRITEBYTECODE": "1",
+                "VPP_AGENT_CMD": AGENT_CMD}
     return {
         "image": topo.image(node),
         "command": command,
@@ -159,6 +177,9 @@ def container_spec(topo: Topology, node: Node, pw: dict[str, str]) -> dict[str, 
         "memswap_limit": f"{node.memory_mb}m",  # no swap: the limit is the limit
         "volumes": volumes,
         "init": True,
+        # Read-only process inspection for the node's agent: /proc/<pid>/io and socket owners
+        # of services that run under their own uid (RabbitMQ).
+        "cap_add": ["SYS_PTRACE"],
         "log_config": {"type": "json-file", "config": {"max-size": "20m", "max-file": "2"}},
     }
 
@@ -214,7 +235,7 @@ class Platform:
 
     def ensure_container(self, node: Node, progress: Progress = print) -> Container:
         """Create the node's container, or re-create it when its spec or image changed."""
-        spec = container_spec(self.topo, node, self.passwords)
+        spec = container_spec(self.topo, node, self.passwords, ROOT, state_dir())
         try:
             image = self.client.images.get(spec["image"])
         except docker.errors.ImageNotFound as exc:
@@ -227,6 +248,8 @@ class Platform:
             progress(f"re-creating {existing.name}: its configuration or image changed")
             existing.remove(force=True)
         for vol in spec["volumes"]:
+            if vol.startswith("/"):
+                continue  # a bind mount of the checkout, not a named volume
             try:
                 self.client.volumes.get(vol)
             except docker.errors.NotFound:

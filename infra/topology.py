@@ -117,8 +117,8 @@ class ServicePorts:
         return self.port + index
 
 
-SERVICE_NAMES = ("gateway_metrics", "metrics_writer", "node_agents", "stream_job", "diagnoser",
-                 "orchestrator", "demo")
+SERVICE_NAMES = ("gateway_metrics", "metrics_writer", "collector", "node_agents", "stream_job",
+                 "diagnoser", "orchestrator", "demo")
 
 
 @dataclass(frozen=True)

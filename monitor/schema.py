@@ -31,6 +31,7 @@ NODE_FIELDS = (
     "net_rx_bps",
     "net_tx_bps",
     "processes",
+    "sample_seq",      # per-agent counter from 0: a gap in InfluxDB is a lost sample
 )
 PROCESSING = Measurement("processing_cluster", NODE_TAGS, NODE_FIELDS)   # Table I
 QUEUING = Measurement("queuing_cluster", NODE_TAGS, NODE_FIELDS)         # Table II
@@ -62,11 +63,12 @@ STREAM_BATCH = Measurement(
     ("valid_rows", "quarantined_rows", "latency_p50_ms", "latency_p95_ms", "batch_id"),
 )
 
-# Per finished Spark task (for straggler detection, Fig. 11).
+# Per finished Spark task (for straggler detection, Fig. 11). The stage is a field, not a
+# tag: stage ids grow without bound and every tag value is a new InfluxDB series.
 SPARK_TASK = Measurement(
     "spark_task",
-    ("node", "executor", "stage"),
-    ("duration_ms", "run_ms", "gc_ms", "input_records"),
+    ("node", "executor"),
+    ("duration_ms", "run_ms", "gc_ms", "input_records", "stage"),
 )
 
 # Alg. 2 output: one point per emitted label, with its evidence.

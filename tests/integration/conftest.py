@@ -46,3 +46,19 @@ def dormant(platform: Platform):
 @pytest.fixture(scope="session")
 def passwords(platform: Platform) -> dict[str, str]:
     return platform.passwords
+
+
+@pytest.fixture(scope="session")
+def monitoring(platform: Platform, topo: Topology):
+    """The host services of the monitoring path (writer, collector); stopped again at the end
+    only if this session started them."""
+    from infra import services
+    from ingest.topology import declare_channel
+
+    declare_channel(topo, "channel-0")
+    started = [svc for svc in services.SERVICES if not services.status(topo, svc).running]
+    for svc in started:
+        services.start(svc)
+    yield
+    for svc in started:
+        services.stop(svc)

@@ -96,8 +96,9 @@ def test_node_stragglers_from_task_rates():
 
 def test_stragglers_from_a_window_of_spark_task_points():
     points = [{"measurement": SPARK_TASK.name, "time": T0 + i,
-               "tags": {"node": f"worker-{i % 2}", "executor": str(i % 2), "stage": "5"},
-               "fields": {"duration_ms": 900.0 if i == 3 else 150.0 + i, "run_ms": 140.0}}
+               "tags": {"node": f"worker-{i % 2}", "executor": str(i % 2)},
+               "fields": {"duration_ms": 900.0 if i == 3 else 150.0 + i, "run_ms": 140.0,
+                          "stage": 5}}
               for i in range(8)]
     w = build_window(points, active={"processing": 2})
     assert [(s.node, s.stage) for s in robust_stragglers(w.tasks)] == [("worker-1", "5")]

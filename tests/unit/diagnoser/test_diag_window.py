@@ -57,8 +57,8 @@ def test_build_window_reads_every_input_measurement():
         {"measurement": STREAM_PROGRESS.name, "time": T0, "tags": {"query": "twin"},
          "fields": {"input_rate": 200.0, "processed_rate": 150.0, "latency_p95_ms": 900}},
         {"measurement": SPARK_TASK.name, "time": T0,
-         "tags": {"node": "worker-0", "executor": "1", "stage": "3"},
-         "fields": {"duration_ms": 120, "input_records": 1000}},
+         "tags": {"node": "worker-0", "executor": "1"},
+         "fields": {"duration_ms": 120, "input_records": 1000, "stage": 3}},
         {"measurement": DIAGNOSIS.name, "time": T0, "tags": {}, "fields": {"code": 1}},  # ignored
     ]
     w = build_window(pts, active={"processing": 1, "queue": 1})

@@ -1,0 +1,2 @@
+"""Grafana dashboards as code (:mod:`infra.grafana.build`) and provisioning for the production
+compose (``infra/compose/docker-compose.yml``)."""
