@@ -21,9 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from infra.topology import POOLS
+from infra.yamlfile import FieldErrors, read_yaml
 from monitor.schema import (
     NODE_FIELDS,
     NODE_MEASUREMENT_BY_POOL,
@@ -184,26 +183,15 @@ def inputs(rules: tuple[Rule, ...]) -> dict[str, tuple[str, ...]]:
 # loading and validation
 
 
-class _Errors:
-    def __init__(self) -> None:
-        self.items: list[str] = []
-
-    def add(self, path: str, msg: str) -> None:
-        self.items.append(f"{path}: {msg}")
-
-    def raise_if_any(self, source: Path | str) -> None:
-        if self.items:
-            body = "\n  ".join(self.items)
-            raise RulesError(f"invalid rules {source}:\n  {body}")
 
 
-def _unknown_keys(raw: dict[str, Any], allowed: set[str], path: str, errs: _Errors) -> None:
+def _unknown_keys(raw: dict[str, Any], allowed: set[str], path: str, errs: FieldErrors) -> None:
     for key in raw:
         if key not in allowed:
             errs.add(f"{path}.{key}", f"unknown field (allowed: {', '.join(sorted(allowed))})")
 
 
-def _number(raw: dict[str, Any], key: str, path: str, errs: _Errors,
+def _number(raw: dict[str, Any], key: str, path: str, errs: FieldErrors,
             default: float | None = None) -> float | None:
     if key not in raw:
         if default is None:
@@ -217,7 +205,7 @@ def _number(raw: dict[str, Any], key: str, path: str, errs: _Errors,
     return float(value)
 
 
-def _choice(raw: dict[str, Any], key: str, path: str, errs: _Errors, allowed: tuple[str, ...],
+def _choice(raw: dict[str, Any], key: str, path: str, errs: FieldErrors, allowed: tuple[str, ...],
             default: str | None = None) -> str | None:
     if key not in raw:
         if default is None:
@@ -230,7 +218,7 @@ def _choice(raw: dict[str, Any], key: str, path: str, errs: _Errors, allowed: tu
     return value
 
 
-def _parse_signal(raw: dict[str, Any], path: str, errs: _Errors) -> Signal | None:
+def _parse_signal(raw: dict[str, Any], path: str, errs: FieldErrors) -> Signal | None:
     _unknown_keys(raw, {"metric", "op", "enter", "exit", "over_time", "across", "pool",
                         "missing"}, path, errs)
     metric = raw.get("metric")
@@ -267,7 +255,7 @@ def _parse_signal(raw: dict[str, Any], path: str, errs: _Errors) -> Signal | Non
     return Signal(metric, op, enter, exit_, over_time, across, pool, missing)
 
 
-def _parse_condition(raw: Any, path: str, errs: _Errors, depth: int = 0) -> Condition | None:
+def _parse_condition(raw: Any, path: str, errs: FieldErrors, depth: int = 0) -> Condition | None:
     if not isinstance(raw, dict):
         errs.add(path, f"expected a mapping (a signal, or all:/any: a list), got "
                        f"{type(raw).__name__}")
@@ -293,7 +281,7 @@ def _parse_condition(raw: Any, path: str, errs: _Errors, depth: int = 0) -> Cond
     return (AllOf if key == "all" else AnyOf)(tuple(parsed))  # type: ignore[arg-type]
 
 
-def _parse_rule(raw: Any, path: str, errs: _Errors) -> Rule | None:
+def _parse_rule(raw: Any, path: str, errs: FieldErrors) -> Rule | None:
     if not isinstance(raw, dict):
         errs.add(path, f"expected a mapping, got {type(raw).__name__}")
         return None
@@ -334,7 +322,7 @@ def _parse_rule(raw: Any, path: str, errs: _Errors) -> Rule | None:
 
 
 def parse_rules(raw: Any, source: Path | str = DEFAULT_PATH) -> RuleSet:
-    errs = _Errors()
+    errs = FieldErrors("rules", RulesError)
     if not isinstance(raw, dict):
         errs.add("rules_file", f"expected a mapping, got {type(raw).__name__}")
         errs.raise_if_any(source)
@@ -404,12 +392,4 @@ def rules_path() -> Path:
 def load_rules(path: str | os.PathLike[str] | None = None) -> RuleSet:
     """Rules from ``path``, else ``$VPP_DIAGNOSER_RULES``, else ``diagnoser/rules.yaml``."""
     src = Path(path) if path is not None else rules_path()
-    try:
-        text = src.read_text()
-    except OSError as exc:
-        raise RulesError(f"cannot read rules {src}: {exc.strerror}") from exc
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise RulesError(f"rules {src} is not valid YAML: {exc}") from exc
-    return parse_rules(raw, src)
+    return parse_rules(read_yaml(src, "rules", RulesError), src)

@@ -11,9 +11,9 @@ import hashlib
 import json
 import time
 from collections.abc import Callable, Iterable
-from pathlib import Path
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import docker

@@ -27,6 +27,7 @@ class Service:
 SERVICES = (
     Service("metrics-writer", "monitor.writer", "metrics_writer"),
     Service("collector", "monitor.collect", "collector"),
+    Service("diagnoser", "diagnoser", "diagnoser"),
 )
 
 

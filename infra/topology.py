@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
+from infra.yamlfile import FieldErrors, read_yaml
 
 DEFAULT_PATH = Path(__file__).with_name("topology.yaml")
 
@@ -185,20 +185,9 @@ class Topology:
 # loading and validation
 
 
-class _Errors:
-    def __init__(self) -> None:
-        self.items: list[str] = []
-
-    def add(self, path: str, msg: str) -> None:
-        self.items.append(f"{path}: {msg}")
-
-    def raise_if_any(self, source: Path) -> None:
-        if self.items:
-            body = "\n  ".join(self.items)
-            raise TopologyError(f"invalid topology {source}:\n  {body}")
 
 
-def _mapping(raw: Any, path: str, errs: _Errors) -> dict[str, Any]:
+def _mapping(raw: Any, path: str, errs: FieldErrors) -> dict[str, Any]:
     if not isinstance(raw, dict):
         errs.add(path, f"expected a mapping, got {type(raw).__name__}")
         return {}
@@ -206,7 +195,7 @@ def _mapping(raw: Any, path: str, errs: _Errors) -> dict[str, Any]:
 
 
 def _take(
-    raw: dict[str, Any], key: str, path: str, errs: _Errors, kind: type | tuple[type, ...],
+    raw: dict[str, Any], key: str, path: str, errs: FieldErrors, kind: type | tuple[type, ...],
     default: Any = ...,
 ) -> Any:
     if key not in raw:
@@ -229,13 +218,13 @@ def _kind_name(kind: type | tuple[type, ...]) -> str:
     return " or ".join(k.__name__ for k in kinds)
 
 
-def _unknown_keys(raw: dict[str, Any], allowed: set[str], path: str, errs: _Errors) -> None:
+def _unknown_keys(raw: dict[str, Any], allowed: set[str], path: str, errs: FieldErrors) -> None:
     for key in raw:
         if key not in allowed:
             errs.add(f"{path}.{key}", f"unknown field (allowed: {', '.join(sorted(allowed))})")
 
 
-def _parse_pools(raw: dict[str, Any], errs: _Errors) -> dict[str, PoolPolicy]:
+def _parse_pools(raw: dict[str, Any], errs: FieldErrors) -> dict[str, PoolPolicy]:
     pools: dict[str, PoolPolicy] = {}
     for name, body in raw.items():
         path = f"pools.{name}"
@@ -260,7 +249,7 @@ def _parse_pools(raw: dict[str, Any], errs: _Errors) -> dict[str, PoolPolicy]:
     return pools
 
 
-def _parse_node(name: str, body: Any, errs: _Errors) -> Node | None:
+def _parse_node(name: str, body: Any, errs: FieldErrors) -> Node | None:
     path = f"nodes.{name}"
     body = _mapping(body, path, errs)
     allowed = {"role", "pool", "initial_state", "ports", "cpus", "memory_mb"}
@@ -308,7 +297,7 @@ def _parse_node(name: str, body: Any, errs: _Errors) -> Node | None:
     return Node(name, role, pool, state, dict(ports), float(cpus), mem)
 
 
-def _parse_rabbitmq(raw: dict[str, Any], errs: _Errors) -> RabbitSettings:
+def _parse_rabbitmq(raw: dict[str, Any], errs: FieldErrors) -> RabbitSettings:
     _unknown_keys(raw, {"vhost", "users"}, "rabbitmq", errs)
     vhost = _take(raw, "vhost", "rabbitmq", errs, str) or "vpp"
     users: dict[str, RabbitUser] = {}
@@ -336,7 +325,7 @@ def _parse_rabbitmq(raw: dict[str, Any], errs: _Errors) -> RabbitSettings:
     return RabbitSettings(vhost, users)
 
 
-def _parse_services(raw: dict[str, Any], errs: _Errors) -> dict[str, ServicePorts]:
+def _parse_services(raw: dict[str, Any], errs: FieldErrors) -> dict[str, ServicePorts]:
     _unknown_keys(raw, set(SERVICE_NAMES), "services", errs)
     services: dict[str, ServicePorts] = {}
     for name in SERVICE_NAMES:
@@ -360,7 +349,7 @@ def _parse_services(raw: dict[str, Any], errs: _Errors) -> dict[str, ServicePort
 
 
 def parse_topology(raw: Any, source: Path = DEFAULT_PATH) -> Topology:
-    errs = _Errors()
+    errs = FieldErrors("topology", TopologyError)
     root = _mapping(raw, "topology", errs)
     errs.raise_if_any(source)
     allowed = {"project", "bind_host", "images", "pools", "health", "spark", "rabbitmq",
@@ -463,12 +452,4 @@ def topology_path() -> Path:
 
 def load_topology(path: str | os.PathLike[str] | None = None) -> Topology:
     src = Path(path) if path is not None else topology_path()
-    try:
-        text = src.read_text()
-    except OSError as exc:
-        raise TopologyError(f"cannot read topology {src}: {exc.strerror}") from exc
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise TopologyError(f"topology {src} is not valid YAML: {exc}") from exc
-    return parse_topology(raw, src)
+    return parse_topology(read_yaml(src, "topology", TopologyError), src)

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sys
 import time
 
 from prometheus_client import Counter, Gauge, start_http_server
 
 from infra import logs
+from infra.lifecycle import StopFlag
 from infra.logs import event
 from infra.state import passwords
 from infra.topology import Topology, load_topology
@@ -56,14 +56,7 @@ def run(topo: Topology, node_name: str, interval: float, samples: int | None = N
     tags = {"cluster": node.pool, "node": node.name, "role": node.role}
     publisher = PointPublisher(_params(topo), f"node.{node.pool}.{node.name}", source=node.name)
     sampler = Sampler(DATA_PATHS.get(node.role, "/"))
-    stop = False
-
-    def on_signal(*_: object) -> None:
-        nonlocal stop
-        stop = True
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    stop = StopFlag()
     event(log, "started", node=node.name, measurement=measurement, interval_s=interval)
     prev = sampler.read()
     seq = 0

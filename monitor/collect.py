@@ -15,7 +15,6 @@ Streaming-query progress and stream lag are exported by the streaming job itself
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 import time
 from collections.abc import Iterable
@@ -27,6 +26,7 @@ from prometheus_client import Counter, start_http_server
 
 from infra import logs
 from infra.amqp import amqp_params
+from infra.lifecycle import StopFlag
 from infra.logs import event
 from infra.state import passwords
 from infra.topology import Topology, load_topology
@@ -160,14 +160,7 @@ class SparkTasks:
 def run(topo: Topology, inputs: list[Input], interval: float) -> int:
     params = amqp_params(topo, home_channel(topo), "monitor", heartbeat=30, socket_timeout=5)
     publisher = PointPublisher(params, "collector", source="collector")
-    stop = False
-
-    def on_signal(*_: object) -> None:
-        nonlocal stop
-        stop = True
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    stop = StopFlag()
     event(log, "started", inputs=[i.name for i in inputs], interval_s=interval)
     next_at = time.monotonic()
     while not stop:

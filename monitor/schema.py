@@ -78,6 +78,13 @@ DIAGNOSIS = Measurement(
     ("code", "observed", "threshold", "window_s"),
 )
 
+# Fig. 11: a node or task much slower than its peers, flagged live by the diagnoser.
+STRAGGLER = Measurement(
+    "straggler",
+    ("node", "method"),
+    ("observed", "median", "threshold", "peers", "stage"),
+)
+
 # Alg. 3 output: one point per orchestrator decision/action.
 DECISION = Measurement(
     "autoscaler_decision",
@@ -98,5 +105,5 @@ VPP_TOTAL = Measurement("vpp_total", ("der_type",), AGGREGATE_FIELDS)
 QUARANTINE = Measurement("quarantine", ("reason_field", "channel"), ("rows",))
 
 ALL = (PROCESSING, QUEUING, QUEUE, STREAM_LAG, STREAM_PROGRESS, STREAM_BATCH, SPARK_TASK,
-       DIAGNOSIS, DECISION, DER_STATE, VPP_SITE, VPP_TOTAL, QUARANTINE)
+       DIAGNOSIS, STRAGGLER, DECISION, DER_STATE, VPP_SITE, VPP_TOTAL, QUARANTINE)
 NODE_MEASUREMENT_BY_POOL = {"processing": PROCESSING, "queue": QUEUING, "core": PROCESSING}

@@ -17,15 +17,42 @@ from monitor import influx
 log = logs.get("stream_job")
 
 
-def _offsets(text: str | None) -> dict[str, int]:
-    if not text:
+def _offsets(value: str | dict | None) -> dict[str, int]:
+    """A source offset as progress reports it: JSON text (live event) or already parsed."""
+    if not value:
         return {}
     try:
-        raw = json.loads(text)
+        raw = json.loads(value) if isinstance(value, str) else value
     except ValueError:
         return {}
     return {k: int(v) for k, v in raw.items() if isinstance(v, int)} if isinstance(raw, dict) \
         else {}
+
+
+class _Idle:
+    """A progress-like view of an idle trigger: the query's last progress, with nothing read."""
+
+    def __init__(self, last: dict) -> None:
+        self.name = last.get("name")
+        self.batchId = last.get("batchId", 0)
+        self.inputRowsPerSecond = 0.0
+        self.processedRowsPerSecond = 0.0
+        self.numInputRows = 0
+        self.durationMs = {"triggerExecution": 0}
+        self.stateOperators = [_Op(op) for op in last.get("stateOperators", [])]
+        self.sources = [_Src(s) for s in last.get("sources", [])]
+
+
+class _Op:
+    def __init__(self, op: dict) -> None:
+        self.numRowsTotal = int(op.get("numRowsTotal", 0))
+        self.numRowsDroppedByWatermark = 0
+
+
+class _Src:
+    def __init__(self, src: dict) -> None:
+        self.endOffset = src.get("endOffset")
+        self.latestOffset = src.get("latestOffset")
 
 
 class ProgressExporter(StreamingQueryListener):
@@ -45,7 +72,20 @@ class ProgressExporter(StreamingQueryListener):
         event(log, "query_started", query=e.name, id=str(e.id))
 
     def onQueryProgress(self, e) -> None:
-        p = e.progress
+        self._export(e.progress, idle=False)
+
+    def onQueryIdle(self, e) -> None:
+        # Spark reports an idle trigger here, not in onQueryProgress. "Keeping up with no lag"
+        # is evidence too (a scale-down needs it), so an idle query still writes a point:
+        # zero rates, and the lag from its last progress.
+        try:
+            query = self.spark.streams.get(str(e.id))
+        except Exception:
+            return
+        if query is not None and query.lastProgress is not None:
+            self._export(_Idle(query.lastProgress), idle=True)
+
+    def _export(self, p, idle: bool) -> None:
         duration = (p.durationMs or {}).get("triggerExecution")
         state_rows = sum(op.numRowsTotal for op in p.stateOperators or [])
         late = sum(op.numRowsDroppedByWatermark for op in p.stateOperators or [])
@@ -72,15 +112,12 @@ class ProgressExporter(StreamingQueryListener):
             influx.write_lines(self.topo, lines, cli=self.client)
         except Exception as exc:
             event(log, "progress_write_failed", query=p.name, error=repr(exc))
-        if fields["num_input_rows"] or late:
+        if not idle and (fields["num_input_rows"] or late):
             event(log, "progress", query=p.name, batch_id=p.batchId,
                   rows=fields["num_input_rows"], duration_ms=fields["batch_duration_ms"],
                   input_rate=round(fields["input_rate"], 1),
                   processed_rate=round(fields["processed_rate"], 1), state_rows=state_rows,
                   late_rows_dropped=late, phases=p.durationMs)
-
-    def onQueryIdle(self, e) -> None:
-        return None
 
     def onQueryTerminated(self, e) -> None:
         event(log, "query_terminated", id=str(e.id), error=e.exception)

@@ -11,6 +11,7 @@ import requests
 from infra.platform import Platform
 from infra.topology import Topology
 from monitor import influx
+from tests.integration.helpers import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -20,28 +21,17 @@ def _q(topo: Topology, query: str) -> list[dict]:
     return list(res.get_points())
 
 
-def _wait(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(1)
-    raise AssertionError(f"timed out waiting for {what} (last: {last})")
-
-
 def test_every_active_node_reports_against_its_own_limits(platform, topo, monitoring):
     def latest():
         rows = _q(topo, 'SELECT last("cpu"), last("memory") FROM "processing_cluster", '
                         '"queuing_cluster" WHERE time > now() - 20s GROUP BY "node"')
         return rows if len(rows) >= 6 else None
 
-    _wait(latest, 60, "a point from every active node")
+    wait_for(latest, 60, "a point from every active node")
     rows = influx.client(topo).query(
         'SELECT last("cpu") AS cpu, last("memory") AS mem FROM "processing_cluster", '
         '"queuing_cluster" WHERE time > now() - 20s GROUP BY "node"')
-    nodes = {tags["node"] for (_m, tags) in rows.keys()}
+    nodes = {tags["node"] for (_m, tags) in rows.keys()}  # noqa: SIM118 - a ResultSet
     active = {n.name for n in topo.nodes if n.initial_state == "active"}
     assert active <= nodes
     for (_m, _tags), pts in rows.items():
@@ -71,7 +61,7 @@ def test_first_sample_of_a_woken_node_is_a_real_measurement(platform: Platform, 
                                                            dormant):
     t0 = time.time()
     platform.wake(dormant("worker-1"))
-    first = _wait(lambda: _q(topo, 'SELECT "cpu", "sample_seq" FROM "processing_cluster" '
+    first = wait_for(lambda: _q(topo, 'SELECT "cpu", "sample_seq" FROM "processing_cluster" '
                                    f"WHERE node = 'worker-1' AND time > {int(t0 * 1e9)} "
                                    "ORDER BY time ASC LIMIT 1"), 60, "worker-1's first sample")
     assert first[0]["sample_seq"] == 0
@@ -82,7 +72,7 @@ def test_influxdb_down_for_30s_loses_no_sample_and_keeps_timestamps(platform: Pl
                                                                    monitoring):
     influx_node = topo.only("influxdb")
     nodes = [n.name for n in topo.nodes if n.initial_state == "active" and n is not influx_node]
-    _wait(lambda: _q(topo, 'SELECT last("cpu") FROM "processing_cluster"'), 30, "data")
+    wait_for(lambda: _q(topo, 'SELECT last("cpu") FROM "processing_cluster"'), 30, "data")
     before_ns = time.time_ns() - 10_000_000_000
     c = platform.container(influx_node)
     c.stop(timeout=30)
@@ -93,7 +83,7 @@ def test_influxdb_down_for_30s_loses_no_sample_and_keeps_timestamps(platform: Pl
     platform.wait_healthy([influx_node], progress=lambda _m: None)
     time.sleep(15)  # the writer retries with back-off, then drains what waited in RabbitMQ
     for node in nodes:
-        pts = _wait(lambda node=node: _q(topo,
+        pts = wait_for(lambda node=node: _q(topo,
                     'SELECT "sample_seq" FROM "processing_cluster", "queuing_cluster" '
                     f"WHERE node = '{node}' AND time > {before_ns} AND time < now() - 4s"),
                     60, f"{node}'s samples")
@@ -118,7 +108,7 @@ def test_every_long_running_component_serves_metrics(platform, topo, monitoring)
         if node.initial_state == "active":
             ports[f"agent {node.name}"] = topo.services["node_agents"].at(i)
     for name, port in ports.items():
-        text = _wait(lambda port=port: _metrics(topo, port), 30, f"{name} /metrics")
+        text = wait_for(lambda port=port: _metrics(topo, port), 30, f"{name} /metrics")
         assert "process_cpu_seconds_total" in text, name
         assert "process_resident_memory_bytes" in text, name
     assert "vpp_writer_points_written_total" in _metrics(topo, ports["metrics-writer"])
@@ -133,7 +123,7 @@ def _metrics(topo: Topology, port: int) -> str | None:
 
 
 def test_queue_depth_and_rates_are_collected(platform, topo, monitoring):
-    rows = _wait(lambda: _q(topo, 'SELECT last("messages") FROM "rabbitmq_queue" '
+    rows = wait_for(lambda: _q(topo, 'SELECT last("messages") FROM "rabbitmq_queue" '
                                   "WHERE queue = 'vpp.metrics.writer' AND time > now() - 30s"),
                  60, "rabbitmq_queue points")
     assert rows

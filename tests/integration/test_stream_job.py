@@ -4,11 +4,7 @@ waking a channel and a worker during a run needs no restart."""
 
 from __future__ import annotations
 
-import contextlib
-import json
-import os
 import signal
-import subprocess
 import threading
 import time
 import uuid
@@ -30,8 +26,8 @@ from ingest.streams import fetch_routing_table, publish_routing_table, stream_en
 from ingest.topology import TELEMETRY_EXCHANGE, TELEMETRY_STREAM, declare_channel
 from sensors_sim.models.fleet import make_fleet
 from spark_jobs import aggregates
-from spark_jobs.session import build_session, submit_env
-from spark_jobs.submit import command
+from spark_jobs.session import build_session
+from tests.integration.helpers import Job
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -45,54 +41,6 @@ MALFORMED = [
 
 def _ends(topo: Topology, channels) -> dict[str, int]:
     return {ch: stream_end(amqp_params(topo, ch, "admin"), TELEMETRY_STREAM) for ch in channels}
-
-
-class Job:
-    """The streaming job as spark-submit runs it, in its own process group (to SIGKILL it)."""
-
-    def __init__(self, root: str, starting: dict[str, int], *extra: str) -> None:
-        args = ["--root", root, "--starting-offsets", json.dumps(starting), "--trigger-s", "2",
-                "--twin-trigger-s", "3", "--max-rows-per-trigger", "1500",
-                "--agg-watermark-s", "10", "--window-s", "5", *extra]
-        self.proc = subprocess.Popen(command(args), cwd=ROOT, env=submit_env(),
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                     start_new_session=True)
-        self.events: list[dict] = []
-        self.output: list[str] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.output.append(line)
-            if line.startswith('{"ts"'):
-                with contextlib.suppress(ValueError):
-                    self.events.append(json.loads(line))
-
-    def committed(self, query: str) -> int:
-        return sum(1 for e in self.events if e.get("event") == "batch_committed"
-                   and e.get("query") == query and e.get("valid", 1) > 0)
-
-    def wait_for(self, predicate, timeout: float, what: str) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if predicate():
-                return
-            if self.proc.poll() is not None:
-                raise AssertionError(f"job exited ({self.proc.returncode}) while waiting for "
-                                     f"{what}:\n{''.join(self.output[-60:])}")
-            time.sleep(0.5)
-        raise AssertionError(f"timed out waiting for {what}:\n{''.join(self.output[-60:])}")
-
-    def kill9(self) -> None:
-        os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(timeout=30)
-
-    def finish(self, timeout: float = 300) -> int:
-        rc = self.proc.wait(timeout=timeout)
-        self._reader.join(timeout=10)
-        return rc
 
 
 def _publish(topo: Topology, channel: str, bodies: list[bytes], rate_per_s: float) -> None:

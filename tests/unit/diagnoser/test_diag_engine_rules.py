@@ -62,7 +62,9 @@ def test_queue_backlog_is_attributed_to_spark_only_while_spark_is_behind(engine)
     st, _ = run(engine, spark_behind(), 120)
     # the backlog condition holds, but is explained: its rule stays idle, no for_s accrues
     assert st.firing() == ("processing_behind",) and st.rule("queue_backlog").pending_since is None
+    # ...and the broker now works hard: a broker-side backlog needs a busy broker.
     backlog = replace(spark_behind(), workers={"worker-0": (40.0, 60.0)},
+                      channels={"channel-0": (75.0, 50.0)},
                       input_rate=2000.0, processed_rate=2000.0)
     # Spark catches up (cool workers): processing_behind fires on for 30 s (keep_firing), then
     # the backlog counts again and needs its own for_s

@@ -1,0 +1,104 @@
+"""Shared helpers of the integration tests: the streaming job as spark-submit runs it, fleets,
+polling."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from spark_jobs.session import submit_env
+from spark_jobs.submit import command
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class Job:
+    """The streaming job as spark-submit runs it, in its own process group (to SIGKILL it)."""
+
+    def __init__(self, root: str, starting: dict[str, int], *extra: str) -> None:
+        args = ["--root", root, "--starting-offsets", json.dumps(starting), "--trigger-s", "2",
+                "--twin-trigger-s", "3", "--max-rows-per-trigger", "1500",
+                "--agg-watermark-s", "10", "--window-s", "5", *extra]
+        self.proc = subprocess.Popen(command(args), cwd=ROOT, env=submit_env(),
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                     start_new_session=True)
+        self.events: list[dict] = []
+        self.output: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.output.append(line)
+            if line.startswith('{"ts"'):
+                with contextlib.suppress(ValueError):
+                    self.events.append(json.loads(line))
+
+    def committed(self, query: str) -> int:
+        return sum(1 for e in self.events if e.get("event") == "batch_committed"
+                   and e.get("query") == query and e.get("valid", 1) > 0)
+
+    def wait_for(self, predicate, timeout: float, what: str) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate():
+                return
+            if self.proc.poll() is not None:
+                raise AssertionError(f"job exited ({self.proc.returncode}) while waiting for "
+                                     f"{what}:\n{''.join(self.output[-60:])}")
+            time.sleep(0.5)
+        raise AssertionError(f"timed out waiting for {what}:\n{''.join(self.output[-60:])}")
+
+    def kill9(self) -> None:
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=30)
+
+    def finish(self, timeout: float = 300) -> int:
+        rc = self.proc.wait(timeout=timeout)
+        self._reader.join(timeout=10)
+        return rc
+
+
+    def stop(self, timeout: float = 120) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            self.finish(timeout=timeout)
+
+
+class Fleet:
+    """``python -m sensors_sim run ...`` in the background, its summary in ``path``."""
+
+    def __init__(self, args: list[str], summary: Path) -> None:
+        self.summary = summary
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "sensors_sim", "run", *args, "--summary", str(summary),
+             "--no-metrics"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def finish(self, timeout: float = 300) -> dict:
+        self.proc.communicate(timeout=timeout)
+        return json.loads(self.summary.read_text())["total"]
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.communicate(timeout=90)
+
+
+def wait_for(predicate, timeout: float, what: str, every: float = 1.0):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what} (last: {last!r})")

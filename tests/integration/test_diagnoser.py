@@ -1,0 +1,152 @@
+"""Diagnoser acceptance (Alg. 2) on the live system: real overloads give the right labels and
+nodes, an idle system gives scale-down labels after the hold time."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import yaml
+
+from infra.amqp import amqp_params
+from infra.platform import Platform
+from infra.topology import Topology
+from ingest.streams import stream_end
+from ingest.topology import TELEMETRY_STREAM
+from monitor import influx
+from tests.integration.helpers import ROOT, Fleet, Job, wait_for
+
+pytestmark = pytest.mark.integration
+RULES = ROOT / "diagnoser" / "rules.yaml"
+
+
+class DiagnoserProc:
+    """``python -m diagnoser`` with a given rules file; its decisions read from its log."""
+
+    def __init__(self, rules: Path, interval: float = 5.0) -> None:
+        # No /metrics: the platform's own diagnoser may be serving the topology's port.
+        self.proc = subprocess.Popen([sys.executable, "-m", "diagnoser", "--rules", str(rules),
+                                      "--interval", str(interval), "--metrics-port", "0"],
+                                     cwd=ROOT,
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.events: list[dict] = []
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            if '"event":"diagnosis"' in line:
+                self.events.append(json.loads(line))
+
+    def labels(self) -> list[dict]:
+        if self.proc.poll() is not None:
+            raise AssertionError(f"the diagnoser exited with {self.proc.returncode}")
+        return [lab for e in self.events if isinstance(e["labels"], list) for lab in e["labels"]]
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=30)
+
+
+def _rules(tmp_path: Path, **for_s: float) -> Path:
+    """The shipped rules with shorter hold times (rules are data: a test may tune them)."""
+    raw = yaml.safe_load(RULES.read_text())
+    raw["engine"].update(window_s=30, interval_s=5, cooldown_s=30, max_gap_s=30)
+    for rule in raw["rules"]:
+        if rule["id"] in for_s:
+            rule["for_s"] = for_s[rule["id"]]
+    path = tmp_path / "rules.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def _latest_job(topo: Topology, root: str, *extra: str) -> Job:
+    start = {"channel-0": stream_end(amqp_params(topo, "channel-0", "admin"), TELEMETRY_STREAM)}
+    job = Job(root, start, "--queries", "ingest", *extra)
+    job.wait_for(lambda: any(e.get("event") == "started" for e in job.events), 180, "the job")
+    return job
+
+
+def _rca_in_influx(topo: Topology, label: str, node: str, since_ns: int) -> bool:
+    rows = influx.client(topo).query(
+        f"SELECT \"code\" FROM \"rca\" WHERE \"label\" = '{label}' AND \"node\" = '{node}' "
+        f"AND time > {since_ns}")
+    return bool(list(rows.get_points()))
+
+
+@pytest.fixture()
+def hdfs_root(topo: Topology):
+    from hdfs import InsecureClient
+
+    path = f"/tests/diag-{uuid.uuid4().hex[:8]}"
+    yield f"{topo.hdfs_url}{path}"
+    InsecureClient(topo.webhdfs_url, user="root").delete(path, recursive=True)
+
+
+def test_an_overloaded_worker_yields_scale_up_processing_naming_it(
+        platform: Platform, topo: Topology, monitoring, hdfs_root, tmp_path):
+    t0 = time.time_ns()
+    job = _latest_job(topo, hdfs_root, "--max-rows-per-trigger", "3000")
+    diag = DiagnoserProc(_rules(tmp_path, processing_behind=15))
+    fleet = Fleet(["--ders", "1500", "--interval", "1", "--duration", "150"], tmp_path / "f.json")
+    burner = subprocess.Popen(["docker", "exec", topo.container_name("worker-0"), "timeout",
+                               "150", "python3", "-c", "while True: pass"])
+    try:
+        found = wait_for(lambda: [lab for lab in diag.labels() if lab["label"] == "up_cl"],
+                         180, "an R_up^CL label")
+        assert found[0]["nodes"][0] == "worker-0", found[0]
+        assert found[0]["rule"] == "processing_behind"
+        assert found[0]["evidence"], "a label without evidence"
+        wait_for(lambda: _rca_in_influx(topo, "up_cl", "worker-0", t0), 30, "the rca point")
+    finally:
+        burner.terminate()
+        fleet.stop()
+        diag.stop()
+        job.stop()
+
+
+def test_flooding_a_channel_yields_scale_up_queue_naming_it(platform, topo, monitoring,
+                                                          tmp_path):
+    t0 = time.time_ns()
+    diag = DiagnoserProc(_rules(tmp_path, channel_hot=15, queue_backlog=15))
+    fleet = Fleet(["--ders", "7000", "--interval", "1", "--duration", "90",
+                   "--drain-timeout", "20"], tmp_path / "f.json")
+    try:
+        found = wait_for(lambda: [lab for lab in diag.labels() if lab["label"] == "up_cc"],
+                         150, "an R_up^CC label")
+        assert found[0]["nodes"][0] == "channel-0", found[0]
+        assert found[0]["rule"] in ("channel_hot", "queue_backlog")
+        wait_for(lambda: _rca_in_influx(topo, "up_cc", "channel-0", t0), 30, "the rca point")
+    finally:
+        fleet.stop()
+        diag.stop()
+
+
+def test_an_idle_system_yields_scale_down_labels_after_the_hold_time(
+        platform: Platform, topo: Topology, monitoring, hdfs_root, tmp_path, dormant):
+    platform.wake(dormant("worker-1"))
+    platform.wake(dormant("channel-1"))
+    job = _latest_job(topo, hdfs_root)  # idle, but reporting progress
+    hold = 20
+    diag = DiagnoserProc(_rules(tmp_path, processing_idle=hold, queue_idle=hold))
+    t_start = time.monotonic()
+    try:
+        down = wait_for(lambda: {lab["label"]: lab for lab in diag.labels()
+                                 if lab["label"] in ("down_cl", "down_cc")}
+                        if {"down_cl", "down_cc"} <= {lab["label"] for lab in diag.labels()}
+                        else None, 200, "R_down^CL and R_down^CC")
+        # Not before the hold time has passed (plus the cooldown after the nodes woke).
+        assert time.monotonic() - t_start >= hold
+        # The label names the coolest node; which one sleeps (never the home channel) is the
+        # orchestrator's policy.
+        assert down["down_cc"]["pool"] == "queue" and down["down_cl"]["pool"] == "processing"
+        assert down["down_cl"]["nodes"][0] in ("worker-0", "worker-1")
+    finally:
+        diag.stop()
+        job.stop()
