@@ -48,8 +48,12 @@ test: setup ## unit + integration tests against the real services (brings the pl
 test-unit: setup ## only the tests that need no service
 	@$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
-demo: up ## the main job (grows with the project); for now: platform up + status
-	@$(PY) -m infra status
+demo: up ## the whole system on an overload-then-relax scenario, live status view; ARGS="--short|--down"
+	@$(PY) -m demo $(ARGS)
+
+.PHONY: demo-short
+demo-short: up ## the CI-sized demo (a few minutes), summary must show lost = 0
+	@$(PY) -m demo --short $(ARGS)
 
 .PHONY: dashboards
 dashboards: setup ## regenerate the Grafana dashboards (infra/grafana/dashboards/*.json) from code
@@ -66,4 +70,26 @@ fleet: up ## run a DER fleet: make fleet ARGS="--ders 1000 --interval 10 --durat
 bench-platform: up ## wake/sleep latency of dormant nodes, pause vs stop -> results/platform/
 	@$(PY) -m bench.platform_wake $(BENCH_ARGS)
 
-bench: bench-platform ## every experiment; report under results/
+.PHONY: bench-model bench-autoscaler bench-report
+bench-model: setup ## Fig. 7: the resource model's held-out metrics and confusion matrices -> results/fig7/
+	@$(PY) -m bench.fig7_model
+
+bench-autoscaler: up ## Figs. 12/13 and the policy comparison on the live platform [BENCH_ARGS=--quick]
+	@$(PY) -m bench.autoscaler_bench $(BENCH_ARGS)
+
+bench-report: setup ## results/REPORT.md from whatever the experiments left under results/
+	@$(PY) -m bench.report $(BENCH_ARGS)
+
+bench: bench-platform bench-model bench-autoscaler ## every experiment, then results/REPORT.md [BENCH_ARGS=--quick]
+	@$(PY) -m bench.fig8_energy
+	@$(PY) -m bench.report $(BENCH_ARGS)
+
+.PHONY: orchestrator orchestrator-stop retrain
+orchestrator: up ## start the orchestrator (Alg. 3) in the background (log: .state/logs/orchestrator.log)
+	@$(PY) -m infra services start orchestrator
+
+orchestrator-stop: ## stop the orchestrator service
+	@$(PY) -m infra services stop orchestrator
+
+retrain: setup ## retrain the resource model from InfluxDB history: make retrain [ARGS="--since 6h"]
+	@$(PY) -m autoscaler.retrain $(or $(ARGS),--since 6h)

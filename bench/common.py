@@ -19,15 +19,18 @@ def results_dir(name: str) -> Path:
     return path
 
 
-def machine() -> str:
-    cpu = "?"
+def cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+                return line.split(":", 1)[1].strip()
     except OSError:
         pass
+    return "?"
+
+
+def machine() -> str:
+    cpu = cpu_model()
     mem_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     docker = subprocess.run(["docker", "version", "--format", "{{.Server.Version}}"],
                             capture_output=True, text=True, check=False).stdout.strip()
@@ -40,11 +43,13 @@ def median(xs: Iterable[float]) -> float:
     return statistics.median(xs) if xs else float("nan")
 
 
-def write_csv(path: Path, rows: Sequence[Mapping[str, object]]) -> None:
-    if not rows:
+def write_csv(path: Path, rows: Sequence[Mapping[str, object]],
+              fields: Sequence[str] | None = None) -> None:
+    """Rows as CSV; without ``fields`` the first row's keys (and nothing written if empty)."""
+    if not rows and fields is None:
         return
     with path.open("w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w = csv.DictWriter(fh, fieldnames=list(fields if fields is not None else rows[0]))
         w.writeheader()
         w.writerows(rows)
 

@@ -13,6 +13,7 @@ import argparse
 import time
 
 from bench.common import machine, md_table, median, results_dir, write_csv
+from bench.report import write_summary
 from infra.platform import Platform
 from infra.topology import load_topology
 
@@ -24,10 +25,14 @@ def main(argv: list[str] | None = None) -> int:
                         help="time asleep per cycle (default: 2 x Spark worker timeout + 5 s, so a "
                              "paused worker is really dropped by the master and must re-register)")
     parser.add_argument("--nodes", default="channel-1,worker-1")
+    parser.add_argument("--quick", action="store_true", help="one cycle per mode (CI size)")
     args = parser.parse_args(argv)
+    if args.quick:
+        args.cycles = 1
     if args.cycles < 1:
         parser.error("--cycles must be >= 1")
 
+    t_start = time.monotonic()
     topo = load_topology()
     platform = Platform(topo)
     # The master checks for silent workers once per timeout, so dropping one takes up to 2x.
@@ -72,6 +77,16 @@ def main(argv: list[str] | None = None) -> int:
         "",
     ])
     (out / "wake_sleep.md").write_text(report)
+    ours = {f"{name} {mode} wake s (median)": float(t[4]) for t in table
+            for name, mode in [(t[0], t[1])]}
+    ours.update({f"{t[0]} {t[1]} sleep s (median)": float(t[3]) for t in table})
+    write_summary(out, title="Wake / sleep latency of dormant nodes (pause vs stop)",
+                  command=f"make bench-platform (python -m bench.platform_wake --cycles "
+                          f"{args.cycles})",
+                  paper={"wake": "not reported (the paper wakes dormant VMs; no latency given)"},
+                  ours=ours, quick=args.cycles < 3, duration_s=time.monotonic() - t_start,
+                  notes="Wake is timed until the node answers its own protocol.",
+                  files=["wake_sleep.csv", "wake_sleep.md"])
     print(report)
     return 0
 

@@ -21,6 +21,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--interval", type=float, default=None,
                    help="seconds between evaluations (default: the rules file's interval_s)")
     p.add_argument("--rules", default=None, help="rules YAML (default: diagnoser/rules.yaml)")
+    p.add_argument("--name", default="diagnoser",
+                   help="source name in every label message (orchestrators follow one)")
     p.add_argument("--metrics-port", type=int, default=None,
                    help="/metrics port (default: the topology's; 0: do not serve)")
     args = p.parse_args(argv)
@@ -29,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     logs.setup("diagnoser")
     try:
         topo = load_topology()
-        service = Diagnoser(topo, mode=args.mode, rules_path=args.rules)
+        service = Diagnoser(topo, mode=args.mode, rules_path=args.rules, name=args.name)
     except (TopologyError, RulesError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -74,7 +74,7 @@ class Outbox:
         return sent
 
 
-def _telemetry_or_other(point: dict) -> bool:
+def telemetry_or_other(point: dict) -> bool:
     """Queue evidence is the telemetry path only: the control-plane streams (health events,
     labels, decisions) have producers but no steady consumer, so their publish rate always
     exceeds their deliver rate and would read as a permanent backlog."""
@@ -97,11 +97,12 @@ def diagnosis_line(d: Diagnosis) -> str:
 
 class Diagnoser:
     def __init__(self, topo: Topology, mode: str = "improved", rules_path: str | None = None,
-                 paper: PaperThresholds | None = None) -> None:
+                 paper: PaperThresholds | None = None, name: str = "diagnoser") -> None:
         if mode not in ("improved", "paper"):
             raise ValueError(f"mode: must be improved or paper, got {mode!r}")
         self.topo = topo
         self.mode = mode
+        self.name = name  # in every message: an orchestrator follows one diagnoser by name
         self.engine = Engine.load(rules_path, topo)
         self.state = self.engine.initial_state()
         self.paper = paper or PaperThresholds()
@@ -116,7 +117,7 @@ class Diagnoser:
     def step(self, now: float) -> list[Diagnosis]:
         start_ns, end_ns = int((now - self.window_s) * 1e9), int(now * 1e9)
         points = [p for p in history.fetch(self.topo, self.wanted, start_ns, end_ns,
-                                           cli=self.client) if _telemetry_or_other(p)]
+                                           cli=self.client) if telemetry_or_other(p)]
         active = history.active_counts(self.topo, points, now)
         # time_unit applies to the bounds as well as to the points' times.
         window = build_window(points, active=active, start=start_ns, end=end_ns,
@@ -132,7 +133,8 @@ class Diagnoser:
     def _emit(self, diags: list[Diagnosis], stragglers: list[Straggler], now: float,
               active: dict[str, int], rejected: int) -> None:
         EVALUATIONS.inc()
-        messages = [(f"rca.{d.label.tag}", json.dumps(d.to_message(), default=str).encode())
+        messages = [(f"rca.{d.label.tag}", json.dumps({**d.to_message(), "source": self.name},
+                                                       default=str).encode())
                     for d in diags]
         for s in stragglers:
             STRAGGLERS.labels(s.node).inc()

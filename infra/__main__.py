@@ -70,6 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     wk.add_argument("--timeout", type=float, default=None)
     sv = sub.add_parser("services", help="the project's host services (writer, collector, ...)")
     sv.add_argument("action", choices=("start", "stop", "status"))
+    sv.add_argument("names", nargs="*", help="services (default: start those `make up` starts, "
+                                            "stop all)")
     sl = sub.add_parser("sleep", help="put a node to sleep (pause or stop) and time it")
     sl.add_argument("node")
     sl.add_argument("--mode", choices=("pause", "stop"), default=None,
@@ -100,7 +102,14 @@ def main(argv: list[str] | None = None) -> int:
         if args.cmd == "services":
             from infra import services
 
-            for svc in services.SERVICES:
+            try:
+                chosen = [services.by_name(n) for n in args.names]
+            except KeyError as exc:
+                print(f"error: {exc.args[0]}", file=sys.stderr)
+                return 2
+            if not chosen:
+                chosen = [s for s in services.SERVICES if s.on_up or args.action != "start"]
+            for svc in chosen:
                 if args.action == "start":
                     print(f"{svc.name}: running, pid {services.start(svc)}")
                 elif args.action == "stop":

@@ -22,12 +22,16 @@ class Service:
     name: str
     module: str
     port_key: str  # topology services entry of its /metrics port
+    # Started by `make up`. The orchestrator is not: it changes containers on its own, so it
+    # runs only when asked (`make orchestrator`, `make demo`), never behind a test's back.
+    on_up: bool = True
 
 
 SERVICES = (
     Service("metrics-writer", "monitor.writer", "metrics_writer"),
     Service("collector", "monitor.collect", "collector"),
     Service("diagnoser", "diagnoser", "diagnoser"),
+    Service("orchestrator", "autoscaler", "orchestrator", on_up=False),
 )
 
 

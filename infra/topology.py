@@ -92,6 +92,21 @@ class SparkSettings:
 
 
 @dataclass(frozen=True)
+class OrchestratorSettings:
+    """Timing of the Alg. 3 loop (autoscaler/): how often it decides, how long it waits."""
+
+    interval_s: float = 10.0          # one collect -> evaluate -> decide -> realise step
+    cooldown_s: float = 60.0          # after an action in a pool, nothing else there
+    scale_down_delay_s: float = 120.0 # a down label must persist this long
+    catch_up_lag: float = 5000.0      # readings of stream lag above which nothing sleeps
+    drain_timeout_s: float = 120.0    # channel consumed / worker decommissioned within this
+    routing_settle_s: float = 3.0     # gateways apply a routing table within 1 s
+
+
+ORCHESTRATOR_FIELDS = tuple(OrchestratorSettings.__dataclass_fields__)
+
+
+@dataclass(frozen=True)
 class RabbitUser:
     name: str
     tags: tuple[str, ...]
@@ -132,6 +147,7 @@ class Topology:
     rabbitmq: RabbitSettings
     services: Mapping[str, ServicePorts]
     nodes: tuple[Node, ...]
+    orchestrator: OrchestratorSettings = field(default_factory=OrchestratorSettings)
     source: Path = field(default=DEFAULT_PATH, compare=False)
 
     # -- lookups -------------------------------------------------------------------------------
@@ -353,7 +369,7 @@ def parse_topology(raw: Any, source: Path = DEFAULT_PATH) -> Topology:
     root = _mapping(raw, "topology", errs)
     errs.raise_if_any(source)
     allowed = {"project", "bind_host", "images", "pools", "health", "spark", "rabbitmq",
-               "services", "nodes"}
+               "services", "nodes", "orchestrator"}
     _unknown_keys(root, allowed, "topology", errs)
 
     project = _take(root, "project", "topology", errs, str)
@@ -382,6 +398,19 @@ def parse_topology(raw: Any, source: Path = DEFAULT_PATH) -> Topology:
         int(_take(sraw, "driver_ui_port", "spark", errs, int, 4040) or 4040),
         int(_take(sraw, "executor_memory_mb", "spark", errs, int, 640) or 640),
     )
+
+    oraw = _mapping(root.get("orchestrator", {}), "orchestrator", errs)
+    _unknown_keys(oraw, set(ORCHESTRATOR_FIELDS), "orchestrator", errs)
+    defaults = OrchestratorSettings()
+    timing = {}
+    for key in ORCHESTRATOR_FIELDS:
+        value = _take(oraw, key, "orchestrator", errs, (int, float), getattr(defaults, key))
+        if value is not None and value < 0:
+            errs.add(f"orchestrator.{key}", f"must be >= 0, got {value!r}")
+        timing[key] = float(value if value is not None else getattr(defaults, key))
+    if timing["interval_s"] <= 0:
+        errs.add("orchestrator.interval_s", "must be > 0")
+    orchestrator = OrchestratorSettings(**timing)
 
     rabbitmq = _parse_rabbitmq(_mapping(root.get("rabbitmq", {}), "rabbitmq", errs), errs)
 
@@ -442,6 +471,7 @@ def parse_topology(raw: Any, source: Path = DEFAULT_PATH) -> Topology:
         rabbitmq=rabbitmq,
         services=services,
         nodes=tuple(nodes),
+        orchestrator=orchestrator,
         source=source,
     )
 

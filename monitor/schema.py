@@ -88,8 +88,8 @@ STRAGGLER = Measurement(
 # Alg. 3 output: one point per orchestrator decision/action.
 DECISION = Measurement(
     "autoscaler_decision",
-    ("action", "pool", "node", "label", "shadow"),
-    ("required", "active_before", "active_after", "latency_s"),
+    ("action", "pool", "node", "label", "shadow", "policy", "outcome"),
+    ("required", "active_before", "active_after", "latency_s", "reason", "rule_path"),
 )
 
 # The digital twin (spark_jobs/): latest state per DER, windowed aggregates per site and VPP.

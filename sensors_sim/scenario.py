@@ -374,7 +374,7 @@ def parse_scenario(raw: Any, source: str = "<memory>") -> Scenario:
 def scenario_path(name_or_path: str | os.PathLike[str]) -> Path:
     """A path as given, or a shipped scenario by name (``queue_level``)."""
     p = Path(name_or_path)
-    if p.suffix in (".yaml", ".yml") or p.exists():
+    if p.suffix in (".yaml", ".yml") or p.is_file():
         return p
     return SCENARIO_DIR / f"{name_or_path}.yaml"
 

@@ -327,6 +327,9 @@ def rows_from_points(points: Iterable[Mapping[str, Any]], *, run_id: str, capaci
     history = History.from_points(points, pool_of=pool_of, time_unit=time_unit,
                                   on_error=on_error)
     if trace is None:
+        if history.whole.end - history.whole.start < window_s:
+            # A run shorter than one window (a lone sample between gaps) has no row to give.
+            return [], len(history.whole.rejected)
         trace = trace_from_window(history.whole, offered=offered)
     rows = rows_from_history(history, trace, run_id=run_id, capacity=capacity, pools=pools,
                              active_at=active_at, window_s=window_s, every_s=every_s,

@@ -56,7 +56,8 @@ def monitoring(platform: Platform, topo: Topology):
     from ingest.topology import declare_channel
 
     declare_channel(topo, "channel-0")
-    started = [svc for svc in services.SERVICES if not services.status(topo, svc).running]
+    started = [svc for svc in services.SERVICES
+               if svc.on_up and not services.status(topo, svc).running]
     for svc in started:
         services.start(svc)
     yield

@@ -46,15 +46,17 @@ class Job:
         return sum(1 for e in self.events if e.get("event") == "batch_committed"
                    and e.get("query") == query and e.get("valid", 1) > 0)
 
-    def wait_for(self, predicate, timeout: float, what: str) -> None:
+    def wait_for(self, predicate, timeout: float, what: str, every: float = 0.5):
+        """Poll ``predicate`` until truthy (returned), failing at once if the job exited."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if predicate():
-                return
+            got = predicate()
+            if got:
+                return got
             if self.proc.poll() is not None:
                 raise AssertionError(f"job exited ({self.proc.returncode}) while waiting for "
                                      f"{what}:\n{''.join(self.output[-60:])}")
-            time.sleep(0.5)
+            time.sleep(every)
         raise AssertionError(f"timed out waiting for {what}:\n{''.join(self.output[-60:])}")
 
     def kill9(self) -> None:

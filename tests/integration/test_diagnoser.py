@@ -29,10 +29,12 @@ RULES = ROOT / "diagnoser" / "rules.yaml"
 class DiagnoserProc:
     """``python -m diagnoser`` with a given rules file; its decisions read from its log."""
 
-    def __init__(self, rules: Path, interval: float = 5.0) -> None:
-        # No /metrics: the platform's own diagnoser may be serving the topology's port.
+    def __init__(self, rules: Path, interval: float = 5.0, name: str = "test-diagnoser") -> None:
+        # No /metrics: the platform's own diagnoser may be serving the topology's port. A name
+        # of its own keeps its labels apart from that diagnoser's.
         self.proc = subprocess.Popen([sys.executable, "-m", "diagnoser", "--rules", str(rules),
-                                      "--interval", str(interval), "--metrics-port", "0"],
+                                      "--interval", str(interval), "--metrics-port", "0",
+                                      "--name", name],
                                      cwd=ROOT,
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         self.events: list[dict] = []

@@ -62,7 +62,7 @@ def test_a_signal_without_exit_has_no_hysteresis():
     (lambda r: r["rules"][1]["when"]["any"][0].update(exit=90),
      "rules[1].when.any[0].exit: must be <= enter (85) for op >="),
     (lambda r: r["rules"][3]["when"]["all"][0].update(exit=10),
-     "rules[3].when.all[0].exit: must be >= enter (30) for op <="),
+     "rules[3].when.all[0].exit: must be >= enter (45) for op <="),
     (lambda r: r["rules"][0]["when"]["all"][1]["any"][0].update(op=">"),
      "rules[0].when.all[1].any[0].op: must be one of >=, <="),
     (lambda r: r["rules"][0]["when"]["all"][1]["any"][0].update(over_time="median"),

@@ -1,0 +1,82 @@
+"""Count what the job stored: rows of given DERs in the raw and quarantine tables, read over
+WebHDFS with pyarrow (a second Spark application could not get cores while the job runs).
+The ground truth of "sent == stored exactly once" for tests, the demo and the benches."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from hdfs import InsecureClient
+from hdfs.util import HdfsError
+
+from infra.topology import Topology
+
+
+@dataclass(frozen=True)
+class StoredCounts:
+    raw_rows: int          # rows of the DERs in the raw table
+    raw_distinct: int      # distinct (der_id, seq) among them: == raw_rows means no duplicate
+    quarantined: int       # quarantine rows whose payload names one of the DERs
+
+    def lost(self, confirmed: int) -> int:
+        """Confirmed by the broker but in neither table."""
+        return confirmed - self.raw_distinct - self.quarantined
+
+
+def _parquet_files(client: InsecureClient, path: str) -> Iterator[str]:
+    try:
+        entries = client.list(path, status=True)
+    except HdfsError:   # not created yet, or removed by a concurrent commit
+        return
+    for name, st in entries:
+        if name.startswith(("_", ".")):
+            continue    # staging directories of an uncommitted batch
+        full = f"{path}/{name}"
+        if st["type"] == "DIRECTORY":
+            yield from _parquet_files(client, full)
+        elif name.endswith(".parquet"):
+            yield full
+
+
+def _read(client: InsecureClient, path: str, columns: list[str]):
+    import pyarrow.parquet as pq
+
+    with client.read(path) as fh:
+        return pq.read_table(io.BytesIO(fh.read()), columns=columns)
+
+
+def stored_counts(topo: Topology, root_path: str, ders: set[str], since_ms: int
+                  ) -> StoredCounts:
+    """``root_path``: the job's HDFS root as a path (``/vpp``), not a URL."""
+    client = InsecureClient(topo.webhdfs_url, user="root")
+    rows, keys = 0, set()
+    for f in _parquet_files(client, f"{root_path}/raw"):
+        try:
+            t = _read(client, f, ["der_id", "seq", "ts_ms"])
+        except HdfsError:
+            continue
+        for d, s, ts in zip(t.column("der_id").to_pylist(), t.column("seq").to_pylist(),
+                            t.column("ts_ms").to_pylist(), strict=True):
+            if d in ders and ts >= since_ms:
+                rows += 1
+                keys.add((d, s))
+    quarantined = 0
+    for f in _parquet_files(client, f"{root_path}/quarantine"):
+        try:
+            t = _read(client, f, ["payload", "parsed_ms"])
+        except HdfsError:
+            continue
+        for payload, parsed in zip(t.column("payload").to_pylist(),
+                                   t.column("parsed_ms").to_pylist(), strict=True):
+            if parsed is None or parsed < since_ms:
+                continue
+            try:
+                der = json.loads(payload or "{}").get("der_id")
+            except (ValueError, AttributeError):
+                der = None
+            if der in ders:
+                quarantined += 1
+    return StoredCounts(rows, len(keys), quarantined)
