@@ -70,7 +70,13 @@ fleet: up ## run a DER fleet: make fleet ARGS="--ders 1000 --interval 10 --durat
 bench-platform: up ## wake/sleep latency of dormant nodes, pause vs stop -> results/platform/
 	@$(PY) -m bench.platform_wake $(BENCH_ARGS)
 
-.PHONY: bench-model bench-autoscaler bench-report
+.PHONY: bench-model bench-autoscaler bench-report bench-overhead bench-ingest
+bench-ingest: up ## Fig. 9: confirmed readings/s against DER count (10 .. 10,000) -> results/fig9/
+	@$(PY) -m bench.ingest_fig9 $(BENCH_ARGS)
+
+bench-overhead: up ## Table IV: CPU/memory of agents, writer, collector, diagnoser from /metrics -> results/table4/
+	@$(PY) -m bench.overhead $(BENCH_ARGS)
+
 bench-model: setup ## Fig. 7: the resource model's held-out metrics and confusion matrices -> results/fig7/
 	@$(PY) -m bench.fig7_model
 
@@ -80,7 +86,7 @@ bench-autoscaler: up ## Figs. 12/13 and the policy comparison on the live platfo
 bench-report: setup ## results/REPORT.md from whatever the experiments left under results/
 	@$(PY) -m bench.report $(BENCH_ARGS)
 
-bench: bench-platform bench-model bench-autoscaler ## every experiment, then results/REPORT.md [BENCH_ARGS=--quick]
+bench: bench-platform bench-model bench-ingest bench-overhead bench-autoscaler ## every experiment, then results/REPORT.md [BENCH_ARGS=--quick]
 	@$(PY) -m bench.fig8_energy
 	@$(PY) -m bench.report $(BENCH_ARGS)
 

@@ -42,7 +42,10 @@ from spark_jobs.audit import stored_counts
 from spark_jobs.session import submit_env
 from spark_jobs.submit import command
 
-HDFS_ROOT = "/vpp/demo"
+# A fresh root (tables + checkpoints) per run: the DERs of a scenario restart their sequence
+# numbers at 0, and a checkpoint that still holds the previous run's dedupe state would drop
+# them as re-sent duplicates.
+HDFS_PREFIX = "/vpp/demo"
 
 
 @dataclass(frozen=True)
@@ -89,6 +92,13 @@ def _log_has(path: Path, needle: str) -> bool:
         return False
 
 
+def _count(path: Path, needle: str) -> int:
+    try:
+        return path.read_text(errors="replace").count(needle)
+    except OSError:
+        return 0
+
+
 def _actions(cli: influx.InfluxDBClient, since_ns: int) -> list[dict]:
     return list(cli.query(
         "SELECT \"action\", \"node\", \"pool\", \"outcome\", \"latency_s\", \"label\" FROM "
@@ -106,6 +116,7 @@ class Demo:
         self.tty = sys.stdout.isatty()
         self.t0 = time.monotonic()
         self.started_ms = int(time.time() * 1000) - 1000
+        self.root = f"{HDFS_PREFIX}/{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}"
 
     def show(self, phase: str) -> None:
         try:
@@ -139,7 +150,7 @@ class Demo:
         services.start(orch, p.orchestrator)
         job_log = self.dir / "job.log"
         job_log.write_text("")
-        job = Proc("stream job", command(["--root", f"{self.topo.hdfs_url}{HDFS_ROOT}",
+        job = Proc("stream job", command(["--root", f"{self.topo.hdfs_url}{self.root}",
                                           "--starting-offsets", "latest"]),
                    job_log, env=submit_env())
         fleet = None
@@ -165,7 +176,7 @@ class Demo:
             confirmed = int(sent.get("confirmed", 0))
 
             def settled() -> bool:
-                counts = stored_counts(self.topo, HDFS_ROOT, ders, self.started_ms)
+                counts = stored_counts(self.topo, self.root, ders, self.started_ms)
                 states = docker_states(self.platform, self.topo)
                 at_min = all(sum(1 for n in self.topo.pool_nodes(pl)
                                  if states[n.name] == "active") <= self.topo.pools[pl].min_active
@@ -173,7 +184,7 @@ class Demo:
                 return counts.raw_distinct + counts.quarantined >= confirmed and at_min
 
             self.wait(p.settle_timeout_s, "settle: store + scale down", settled)
-            counts = stored_counts(self.topo, HDFS_ROOT, ders, self.started_ms)
+            counts = stored_counts(self.topo, self.root, ders, self.started_ms)
             return self.summary(sent, counts)
         finally:
             if fleet is not None:
@@ -200,6 +211,8 @@ class Demo:
                         f"{(a.get('latency_s') or 0):.1f} s)" for a in actions],
             "interrupted": bool(self.stop()),
             "profile": self.profile.name,
+            "hdfs_root": self.root,
+            "job_query_failures": _count(self.dir / "job.log", '"event":"query_failed"'),
         }
         (self.dir / "summary.json").write_text(json.dumps(out, indent=1))
         return out

@@ -125,6 +125,6 @@ def test_inputs_tell_the_service_what_to_query(raw):
         "processing_cluster": ("cpu", "memory"),
         "queuing_cluster": ("cpu", "memory"),
         "rabbitmq_queue": ("deliver_rate", "messages", "publish_rate"),
-        "spark_stream": ("input_rate", "processed_rate"),
+        "spark_stream": ("batch_duration_ms", "input_rate", "processed_rate"),
         "stream_lag": ("lag",),
     }
