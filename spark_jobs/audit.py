@@ -66,12 +66,12 @@ def stored_counts(topo: Topology, root_path: str, ders: set[str], since_ms: int
     quarantined = 0
     for f in _parquet_files(client, f"{root_path}/quarantine"):
         try:
-            t = _read(client, f, ["payload", "parsed_ms"])
+            t = _read(client, f, ["payload", "received_at"])
         except HdfsError:
             continue
-        for payload, parsed in zip(t.column("payload").to_pylist(),
-                                   t.column("parsed_ms").to_pylist(), strict=True):
-            if parsed is None or parsed < since_ms:
+        for payload, received in zip(t.column("payload").to_pylist(),
+                                     t.column("received_at").to_pylist(), strict=True):
+            if received is None or received.timestamp() * 1000 < since_ms:
                 continue
             try:
                 der = json.loads(payload or "{}").get("der_id")
