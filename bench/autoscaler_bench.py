@@ -73,6 +73,32 @@ class Result:
     actions: list[str]
     woke_expected: bool
     slept_expected: bool
+    late: int = 0                    # readings of batches committed past the latency deadline
+    latency_p95_max_ms: float | None = None
+
+
+LATENCY_DEADLINE_MS = 10_000.0     # five 2-s triggers from event time to the committed raw table
+
+
+def commit_latency(job_log: Path, deadline_ms: float = LATENCY_DEADLINE_MS
+                   ) -> tuple[int, float | None]:
+    """(readings late, worst batch p95 ms) from the job's ``batch_committed`` lines: a batch's
+    readings count as late when its median event-to-commit latency exceeds the deadline (the
+    job logs p50/p95 per batch, not per reading)."""
+    late, worst = 0, None
+    for line in job_log.read_text(errors="replace").splitlines():
+        if '"event":"batch_committed"' not in line or '"query":"ingest"' not in line:
+            continue
+        try:
+            e = json.loads(line)
+        except ValueError:
+            continue
+        p50, p95 = e.get("latency_p50_ms"), e.get("latency_p95_ms")
+        if p95 is not None:
+            worst = p95 if worst is None else max(worst, p95)
+        if p50 is not None and p50 > deadline_ms:
+            late += int(e.get("valid", 0))
+    return late, worst
 
 
 def _timeline(cli: influx.InfluxDBClient, start_ns: int, end_ns: int, t0: float, policy: str
@@ -243,13 +269,15 @@ def run_one(topo: Topology, run: Run, policy: str, deadline_s: float, work: Path
     lost = (int(sent["dropped_overflow"]) + int(sent["unconfirmed_at_exit"])
             + counts.lost(int(sent["confirmed"])))
     done = [a for a in actions if a["outcome"] == "done"]
+    late, worst = commit_latency(job_log)
     res = Result(run.name, policy, int(sent["confirmed"]), lost,
                  counts.raw_rows - counts.raw_distinct, reliable, under, node_s,
                  _reversals(actions),
                  [f"{a['action']} {a['node']} ({a['outcome']}, {a.get('latency_s') or 0:.1f} s)"
                   for a in actions],
                  any(a["action"] == "wake" and a["node"] == run.wakes for a in done),
-                 any(a["action"] == "sleep" and a["node"] == run.wakes for a in done))
+                 any(a["action"] == "sleep" and a["node"] == run.wakes for a in done),
+                 late, worst)
     util = _utilisation(cli, topo, since_ms * 1_000_000, int(t_end * 1e9), t0)
     write_csv(work / "utilisation.csv", util)
     return res, timeline
@@ -322,6 +350,9 @@ def main(argv: list[str] | None = None) -> int:
         _plot(out / f"{s}.png", run, timelines)
         mine = {r.policy: r for r in results if r.scenario == run.name}
         ours = {f"lost ({p})": mine[p].lost for p in mine}
+        ours.update({f"late > 10 s ({p})": mine[p].late for p in mine})
+        ours.update({f"worst batch p95 latency ms ({p})": mine[p].latency_p95_max_ms
+                     for p in mine})
         ours.update({f"time to reliable s ({p})": mine[p].time_to_reliable_s for p in mine})
         write_summary(out, title=f"{run.name}: wake under load, drain-safe sleep after",
                       command=cmd, paper=PAPER[s], ours=ours, quick=args.quick,
@@ -332,7 +363,9 @@ def main(argv: list[str] | None = None) -> int:
     pol = results_dir("policies")
     write_csv(pol / "policies.csv", [
         {"scenario": r.scenario, "policy": r.policy, "sent": r.sent, "lost": r.lost,
-         "duplicates": r.duplicates, "time_to_reliable_s": r.time_to_reliable_s,
+         "duplicates": r.duplicates, "late_over_10s": r.late,
+         "latency_p95_max_ms": r.latency_p95_max_ms,
+         "time_to_reliable_s": r.time_to_reliable_s,
          "under_provisioned_s": round(r.under_provisioned_s, 1),
          "node_seconds": round(r.node_seconds, 1), "reversals": r.reversals,
          "woke_expected": r.woke_expected, "slept_expected": r.slept_expected}
@@ -346,7 +379,7 @@ def main(argv: list[str] | None = None) -> int:
                   quick=args.quick, duration_s=time.monotonic() - t_start,
                   files=["policies.csv"])
     for r in results:
-        print(f"{r.scenario:<24} {r.policy:<9} sent {r.sent:>7} lost {r.lost:>6} "
+        print(f"{r.scenario:<24} {r.policy:<9} sent {r.sent:>7} lost {r.lost:>6} late {r.late:>6} "
               f"reliable {r.time_to_reliable_s} s  under {r.under_provisioned_s:.0f} s  "
               f"node-s {r.node_seconds:.0f}  reversals {r.reversals}  {r.actions}")
     return 0

@@ -1,7 +1,8 @@
 """The short Fig. 12 / Fig. 13 runs shared by the integration test and ``make bench-autoscaler``:
 the DER scenario, the rule hold times and the streaming job's queries. Sized for this 2-core
-machine: one 0.5-CPU Spark worker runs the full job at ~370 readings/s (big batches), one 0.5-CPU
-broker publishing 3,000 readings/s averages ~50 % of its limit (measured in this repository's runs)."""
+machine: one 0.5-CPU Spark worker runs the full job at ~370 readings/s (big batches), one
+0.5-CPU broker publishing 3,000 readings/s averages ~50 % of its limit (measured in this
+repository's runs)."""
 
 from __future__ import annotations
 
