@@ -193,6 +193,8 @@ def run_one(topo: Topology, run: Run, policy: str, deadline_s: float, work: Path
     cli = influx.client(topo)
     restore_initial(topo, platform)
     work.mkdir(parents=True, exist_ok=True)
+    for old in work.glob("*.log"):
+        old.unlink()   # logs of an earlier run of the same (scenario, policy)
     root = f"/bench/{run.name}-{policy}-{uuid.uuid4().hex[:6]}"
     since_ms = int(time.time() * 1000) - 1000
     start = {"channel-0": stream_end(amqp_params(topo, "channel-0", "admin"), TELEMETRY_STREAM)}

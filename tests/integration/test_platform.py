@@ -240,11 +240,18 @@ def test_every_listener_of_every_container_binds_loopback_only(platform: Platfor
 
 
 @pytest.mark.last
-def test_make_down_leaves_no_project_container(platform: Platform):
+def test_make_down_leaves_no_project_container(platform: Platform, topo):
+    from infra import services
+
+    running = [svc for svc in services.SERVICES if services.status(topo, svc).running]
     env = dict(os.environ)
     proc = subprocess.run(["make", "-s", "down"], cwd=ROOT, capture_output=True, text=True,
                           timeout=300, env=env)
     assert proc.returncode == 0, proc.stderr
     assert platform.project_containers() == []
+    assert not any(services.status(topo, svc).running for svc in services.SERVICES)
     if platform.was_up_before_tests:  # type: ignore[attr-defined]
+        # Leave the machine as the session found it: containers and the host services.
         platform.up(progress=lambda _m: None)
+        for svc in running:
+            services.start(svc)
