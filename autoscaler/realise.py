@@ -149,7 +149,7 @@ class Realiser:
             steps["docker_s"] = self.clock() - t1
         except DrainError as exc:
             return Outcome("drain_timeout", self.clock() - t0, steps, str(exc))
-        except (PlatformError, Exception) as exc:
+        except Exception as exc:   # PlatformError, Docker or HTTP errors alike
             return Outcome("failed", self.clock() - t0, steps, repr(exc)[:300])
         return Outcome("done", self.clock() - t0, steps, tr.action)
 
