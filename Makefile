@@ -70,7 +70,10 @@ fleet: up ## run a DER fleet: make fleet ARGS="--ders 1000 --interval 10 --durat
 bench-platform: up ## wake/sleep latency of dormant nodes, pause vs stop -> results/platform/
 	@$(PY) -m bench.platform_wake $(BENCH_ARGS)
 
-.PHONY: bench-model bench-autoscaler bench-report bench-overhead bench-ingest
+.PHONY: bench-model bench-autoscaler bench-report bench-overhead bench-ingest bench-stream
+bench-stream: up ## streaming job: latency p50/p95, max sustained readings/s at 1/2/3 workers, Fig. 10 -> results/stream/, results/fig10/
+	@$(PY) -m bench.stream_capacity $(BENCH_ARGS)
+
 bench-ingest: up ## Fig. 9: confirmed readings/s against DER count (10 .. 10,000) -> results/fig9/
 	@$(PY) -m bench.ingest_fig9 $(BENCH_ARGS)
 
@@ -86,7 +89,7 @@ bench-autoscaler: up ## Figs. 12/13 and the policy comparison on the live platfo
 bench-report: setup ## results/REPORT.md from whatever the experiments left under results/
 	@$(PY) -m bench.report $(BENCH_ARGS)
 
-bench: bench-platform bench-model bench-ingest bench-overhead bench-autoscaler ## every experiment, then results/REPORT.md [BENCH_ARGS=--quick]
+bench: bench-platform bench-model bench-ingest bench-stream bench-overhead bench-autoscaler ## every experiment, then results/REPORT.md [BENCH_ARGS=--quick]
 	@$(PY) -m bench.fig8_energy
 	@$(PY) -m bench.report $(BENCH_ARGS)
 

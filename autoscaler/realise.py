@@ -74,23 +74,27 @@ def worker_entry(topo: Topology, node: Node) -> dict[str, Any] | None:
     return (alive or mine or [None])[-1]
 
 
-def running_tasks(topo: Topology, node: Node) -> int:
-    """Tasks running now on the executors of ``node`` (its own web UI names them, the driver's
-    REST API counts their tasks); 0 when no application runs there."""
+def executors_on(topo: Topology, node: Node) -> list[dict]:
+    """The driver REST API's entries for the executors running on ``node`` (its own web UI names
+    them: every worker is 127.0.0.1, so the driver alone cannot tell them apart); [] when no
+    application runs there or its driver is gone."""
     executors = requests.get(topo.url(node, "webui") + "/json/", timeout=5).json().get(
         "executors", [])
-    if not executors:
-        return 0
     api = f"http://{topo.bind_host}:{topo.spark.driver_ui_port}/api/v1/applications"
-    busy = 0
+    found: list[dict] = []
     for app in {e["appid"] for e in executors}:
         ids = {str(e["id"]) for e in executors if e["appid"] == app}
         try:
             listed = requests.get(f"{api}/{app}/executors", timeout=5).json()
         except (requests.RequestException, ValueError):
             continue   # the driver is gone: nothing runs for it any more
-        busy += sum(int(x.get("activeTasks", 0)) for x in listed if x.get("id") in ids)
-    return busy
+        found.extend(x for x in listed if x.get("id") in ids)
+    return found
+
+
+def running_tasks(topo: Topology, node: Node) -> int:
+    """Tasks running now on the executors of ``node``; 0 when no application runs there."""
+    return sum(int(x.get("activeTasks", 0)) for x in executors_on(topo, node))
 
 
 class Realiser:

@@ -64,6 +64,7 @@ EXPECTED: dict[str, str] = {
     "fig8": "power model (Eq. 17-19): energy vs active node count",
     "fig9": "message rate and data size vs number of sensors",
     "fig10": "fixed cluster: delay and drops vs offered data rate",
+    "stream": "streaming job: end-to-end latency, max sustained rate per worker count",
     "fig11": "stragglers under high CPU / memory utilisation",
     "fig12": "orchestrator: queue-level autoscaler",
     "fig13": "orchestrator: processing-level autoscaler",

@@ -154,12 +154,24 @@ class Gateway:
 
     def _on_control_channel(self, ch: object) -> None:
         self._control_backoff = 0.5
+        ch.add_on_close_callback(self._control_channel_closed)  # type: ignore[attr-defined]
         ch.basic_qos(prefetch_count=200)  # type: ignore[attr-defined]
         # The end of the routing stream holds the newest table; commands only from now on.
         ch.basic_consume(ROUTING_STREAM, self._on_table_message,  # type: ignore[attr-defined]
                          arguments={"x-stream-offset": "last"})
         ch.basic_consume(COMMANDS_STREAM, self._on_command_message,  # type: ignore[attr-defined]
                          arguments={"x-stream-offset": "next"})
+
+    def _control_channel_closed(self, _ch: object, err: BaseException) -> None:
+        # Right after a broker restart AMQP answers before the stream's leader is back, so the
+        # consume fails and closes only the channel. Without this the connection would stay open
+        # and deaf: no later routing table would ever arrive. Closing it reconnects with back-off.
+        if self._stopping:
+            return
+        event(log, "control_channel_closed", logging.WARNING, error=repr(err))
+        conn = self._control
+        if conn is not None and conn.is_open:
+            conn.close()
 
     def _on_table_message(self, ch: object, method: object, _props: object, body: bytes) -> None:
         ch.basic_ack(method.delivery_tag)  # type: ignore[attr-defined]

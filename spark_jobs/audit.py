@@ -41,11 +41,40 @@ def _parquet_files(client: InsecureClient, path: str) -> Iterator[str]:
             yield full
 
 
-def _read(client: InsecureClient, path: str, columns: list[str]):
+def batch_of(file_name: str) -> int | None:
+    """The micro-batch id in a published file's name (``b0000000042-part-...``)."""
+    head = file_name.split("-", 1)[0]
+    return int(head[1:]) if head.startswith("b") and head[1:].isdigit() else None
+
+
+def _read(client: InsecureClient, path: str, columns: list[str] | None):
     import pyarrow.parquet as pq
 
     with client.read(path) as fh:
         return pq.read_table(io.BytesIO(fh.read()), columns=columns)
+
+
+def read_table(topo: Topology, table_path: str, columns: list[str] | None = None,
+               batch_column: str | None = None):
+    """A whole table as one pandas DataFrame, partition columns (``der_type=pv/...``) included
+    as strings, the way Spark's ``read.parquet`` sees a table at rest. Used to check a table
+    after the job stopped: while a batch is being published it may show half of it.
+    ``batch_column``: add the micro-batch id that published each row (from the file name,
+    :func:`spark_jobs.commit.batch_prefix`), to join rows with the job's commit log."""
+    import pandas as pd
+
+    client = InsecureClient(topo.webhdfs_url, user="root")
+    frames = []
+    for f in _parquet_files(client, table_path):
+        df = _read(client, f, columns).to_pandas()
+        if batch_column is not None:
+            df[batch_column] = batch_of(f.rsplit("/", 1)[-1])
+        for part in f[len(table_path):].strip("/").split("/")[:-1]:
+            key, sep, value = part.partition("=")
+            if sep:
+                df[key] = value
+        frames.append(df)
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
 def stored_counts(topo: Topology, root_path: str, ders: set[str], since_ms: int
