@@ -49,14 +49,20 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--" + flag.removesuffix("_s").replace("_", "-"), dest=flag,
                        type=_positive("--" + flag.removesuffix("_s").replace("_", "-")),
                        default=None, help=f"override orchestrator.{flag} (seconds)")
+    p.add_argument("--max-step", type=int, default=None,
+                   help="override orchestrator.max_step: nodes one step may wake or sleep per "
+                        "pool (0: straight to the target)")
     args = p.parse_args(argv)
+    if args.max_step is not None and args.max_step < 0:
+        p.error(f"--max-step must be >= 0, got {args.max_step}")
     if args.interval_s == 0:
         p.error("--interval must be > 0")
     logs.setup("autoscaler")
     try:
         topo = load_topology()
         overrides = {k: getattr(args, k) for k in ("interval_s", "cooldown_s",
-                                                   "scale_down_delay_s", "drain_timeout_s")
+                                                   "scale_down_delay_s", "drain_timeout_s",
+                                                   "max_step")
                      if getattr(args, k) is not None}
         topo = dataclasses.replace(topo, orchestrator=dataclasses.replace(topo.orchestrator,
                                                                           **overrides))

@@ -14,8 +14,11 @@ Alg. 3 semantics, per pool:
 
 What keeps it from flapping (the KEDA/HPA/Flink lessons of DESIGN.md):
 
-* **one node per pool per step**: the target may be further away; the next step (after the
-  cooldown, with fresh labels) takes the next node, so every node's effect is observed;
+* **step size** (``max_step``): how many nodes one step may wake or put to sleep in a pool.
+  ``1`` is Alg. 3 as published (the target may be further away; the next step, after the
+  cooldown and with fresh labels, takes the next node). ``0`` goes straight to the target, as
+  the HPA and the Flink autoscaler do: the model sized the pool, so a surge needing two more
+  workers gets both at once instead of one per cooldown;
 * **cooldown** (``cooldown_s``): after any action in a pool, nothing else there until it passed;
 * **scale-down delay** (``scale_down_delay_s``): a down label must persist, uninterrupted, this
   long before a node is put to sleep, like the HPA's stabilisation window: any step of that pool
@@ -127,9 +130,13 @@ class PolicyConfig:
     scale_down_delay_s: float = 120.0
     catch_up_lag: float = 5_000.0       # readings of stream lag: above it, no scale-down
     effectiveness_gain: float = 0.10    # a wake must raise the pool's throughput by 10 %
+    max_step: int = 1                   # nodes per pool per step; 0: straight to the target
     shadow: bool = False
 
     def __post_init__(self) -> None:
+        if isinstance(self.max_step, bool) or not isinstance(self.max_step, int) or \
+                self.max_step < 0:
+            raise ValueError(f"policy.max_step: must be an integer >= 0, got {self.max_step!r}")
         for name in ("cooldown_s", "scale_down_delay_s", "catch_up_lag", "effectiveness_gain"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float) or not (
@@ -300,11 +307,10 @@ def decide(state: PolicyState, inputs: PolicyInputs, now: float,
                 ps = replace(ps, check=None)    # the pool stopped asking: the wake did its job
             pools[pool] = ps
             continue
-        ps, action, hold = (_up if label.direction > 0 else _down)(
+        ps, taken, hold = (_up if label.direction > 0 else _down)(
             ps, view, label, inputs, now, config)
         pools[pool] = ps
-        if action is not None:
-            actions.append(action)
+        actions.extend(taken)
         if hold is not None:
             holds.append(hold)
     reliable = all(lb is RcaLabel.NO_ACTION for lb in labels)
@@ -362,8 +368,18 @@ def _act(ps: PoolState, view: PoolView, label: RcaLabel, inputs: PolicyInputs, n
                        config.shadow, ev)
 
 
+def _steps(config: PolicyConfig, distance: int) -> int:
+    return distance if config.max_step == 0 else min(distance, config.max_step)
+
+
+def _with_state(view: PoolView, node: str, state: str, now: float) -> PoolView:
+    """The pool as it will be once ``node`` is in ``state`` (for the next node of one step)."""
+    nodes = tuple(NodeStatus(n.name, state, now) if n.name == node else n for n in view.nodes)
+    return replace(view, nodes=nodes)
+
+
 def _up(ps: PoolState, view: PoolView, label: RcaLabel, inputs: PolicyInputs, now: float,
-        config: PolicyConfig) -> tuple[PoolState, Action | None, Hold | None]:
+        config: PolicyConfig) -> tuple[PoolState, list[Action], Hold | None]:
     pool, cur = view.name, len(view.active)
     if ps.check is not None and now - ps.check.time >= config.cooldown_s:
         # Still asking for more after the cooldown: did the last wake raise throughput?
@@ -377,21 +393,27 @@ def _up(ps: PoolState, view: PoolView, label: RcaLabel, inputs: PolicyInputs, no
     target = min(view.policy.max_active, max(cur + 1, required))
     ev = _evidence(ps, view, label, inputs, target, config)
     if cur >= view.policy.max_active:
-        return ps, None, Hold(pool, label, f"at max_active {view.policy.max_active}", ev)
+        return ps, [], Hold(pool, label, f"at max_active {view.policy.max_active}", ev)
     if _cooling(ps, now, config):
-        return ps, None, Hold(pool, label, _cooldown_reason(ps, config), ev)
-    node = wake_choice(view)
-    if node is None:
-        return ps, None, Hold(pool, label, "no dormant node to wake", ev)
-    ev["node_state"] = node.state
-    reason = (f"{label.paper_name}: model requires {required}, active {cur} -> target {target}"
-              f"; wake {node.state} {node.name}")
-    ps, action = _act(ps, view, label, inputs, now, config, node.name, WAKE, reason, ev)
-    return ps, action, None
+        return ps, [], Hold(pool, label, _cooldown_reason(ps, config), ev)
+    actions: list[Action] = []
+    for _ in range(_steps(config, target - cur)):
+        node = wake_choice(view)
+        if node is None:
+            break
+        reason = (f"{label.paper_name}: model requires {required}, active {cur} -> target "
+                  f"{target}; wake {node.state} {node.name}")
+        ps, action = _act(ps, view, label, inputs, now, config, node.name, WAKE, reason,
+                          {**ev, "node_state": node.state})
+        actions.append(action)
+        view = _with_state(view, node.name, "active", now)
+    if not actions:
+        return ps, [], Hold(pool, label, "no dormant node to wake", ev)
+    return ps, actions, None
 
 
 def _down(ps: PoolState, view: PoolView, label: RcaLabel, inputs: PolicyInputs, now: float,
-          config: PolicyConfig) -> tuple[PoolState, Action | None, Hold | None]:
+          config: PolicyConfig) -> tuple[PoolState, list[Action], Hold | None]:
     pool, cur = view.name, len(view.active)
     required = inputs.required.of(pool) if inputs.required is not None else cur - 1
     target = max(view.policy.min_active, min(cur - 1, required))
@@ -403,21 +425,27 @@ def _down(ps: PoolState, view: PoolView, label: RcaLabel, inputs: PolicyInputs, 
     # direction) but is worth seeing in the log.
     ev["model_agrees"] = inputs.required is None or required <= cur - 1
     if cur <= view.policy.min_active:
-        return ps, None, Hold(pool, label, f"at min_active {view.policy.min_active}", ev)
+        return ps, [], Hold(pool, label, f"at min_active {view.policy.min_active}", ev)
     if inputs.lag is not None and inputs.lag > config.catch_up_lag:
         ps = replace(ps, down_since=None)   # catching up is not rest: the delay starts again
-        return ps, None, Hold(pool, label, f"catching up: lag {inputs.lag:.0f} > "
-                                           f"{config.catch_up_lag:.0f}", ev)
+        return ps, [], Hold(pool, label, f"catching up: lag {inputs.lag:.0f} > "
+                                         f"{config.catch_up_lag:.0f}", ev)
     waited = now - ps.down_since
     if waited < config.scale_down_delay_s:
-        return ps, None, Hold(pool, label, f"scale-down pending {waited:.0f}/"
-                                           f"{config.scale_down_delay_s:.0f} s", ev)
+        return ps, [], Hold(pool, label, f"scale-down pending {waited:.0f}/"
+                                         f"{config.scale_down_delay_s:.0f} s", ev)
     if _cooling(ps, now, config):
-        return ps, None, Hold(pool, label, _cooldown_reason(ps, config), ev)
-    node = sleep_choice(view, ps)
-    if node is None:
-        return ps, None, Hold(pool, label, "no node may sleep (home channel only)", ev)
-    reason = (f"{label.paper_name}: model requires {required}, active {cur} -> target {target}"
-              f"; sleep {node.name}")
-    ps, action = _act(ps, view, label, inputs, now, config, node.name, SLEEP, reason, ev)
-    return ps, action, None
+        return ps, [], Hold(pool, label, _cooldown_reason(ps, config), ev)
+    actions: list[Action] = []
+    for _ in range(_steps(config, cur - target)):
+        node = sleep_choice(view, ps)
+        if node is None:
+            break
+        reason = (f"{label.paper_name}: model requires {required}, active {cur} -> target "
+                  f"{target}; sleep {node.name}")
+        ps, action = _act(ps, view, label, inputs, now, config, node.name, SLEEP, reason, ev)
+        actions.append(action)
+        view = _with_state(view, node.name, "stopped", now)
+    if not actions:
+        return ps, [], Hold(pool, label, "no node may sleep (home channel only)", ev)
+    return ps, actions, None

@@ -13,7 +13,8 @@ action one ``autoscaler_decision`` line with its evidence and outcome, also writ
 (``autoscaler_decision``) and published on ``vpp.decisions``. The model is re-read from its
 pointer file each step, so ``make retrain`` takes effect without a restart.
 
-Policies (``--policy``): ``ours`` (improved diagnoser labels + model sizing + stabilisation),
+Policies (``--policy``): ``ours`` (improved diagnoser labels + model sizing + stabilisation,
+straight to the model's target unless ``orchestrator.max_step`` limits a step),
 ``paper`` (Alg. 2 labels of ``diagnoser --mode paper``, one node per step, no model, no
 scale-down delay), ``reactive`` (HPA-style ratio rule on CPU).
 """
@@ -87,10 +88,11 @@ def policy_config(topo: Topology, policy: str, shadow: bool) -> PolicyConfig:
     o = topo.orchestrator
     if policy == "paper":
         # Alg. 3 as published: act on every label; only the step interval separates actions.
+        # One node per step, as published.
         return PolicyConfig(cooldown_s=o.interval_s, scale_down_delay_s=0.0,
-                            catch_up_lag=float("1e12"), shadow=shadow)
+                            catch_up_lag=float("1e12"), max_step=1, shadow=shadow)
     return PolicyConfig(cooldown_s=o.cooldown_s, scale_down_delay_s=o.scale_down_delay_s,
-                        catch_up_lag=o.catch_up_lag, shadow=shadow)
+                        catch_up_lag=o.catch_up_lag, max_step=o.max_step, shadow=shadow)
 
 
 def docker_states(platform: Platform, topo: Topology) -> dict[str, str]:

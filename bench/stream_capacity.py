@@ -8,7 +8,8 @@ aggregates, default triggers) runs on a fresh HDFS root, and a fleet offers a st
 readings/s for ``--step-s``, one step after the other, each step's DERs a group of their own (so
 no step's readings can be taken for another's re-sent duplicates). After each step the bench
 waits, at most ``--catch-up-s``, until the job committed as many readings as the broker
-confirmed; a step it could not catch up with ends that worker count's sweep.
+confirmed; a step whose last readings were committed later than the deadline after the fleet
+stopped ends that worker count's sweep (past capacity: every higher step would be too).
 
 Each reading's **commit latency** is exact, not a batch summary: the raw table's file names
 carry the micro-batch id (:func:`spark_jobs.commit.batch_prefix`) and the job logs when it
@@ -267,10 +268,14 @@ def sweep(topo: Topology, workers: int, rates: Sequence[float], step_s: float,
                 time.sleep(0.5)
             took = time.monotonic() - ended if caught else None
             groups.append((rate, group, confirmed, confirmed / wall, caught, took))
+            # The last readings of a step committed later than the deadline after the fleet
+            # stopped: past capacity, and every higher step would be too.
+            past = not caught or took > deadline_ms / 1000
             print(f"    {workers} worker(s), {rate:.0f}/s: confirmed {confirmed}, "
                   + (f"committed {took:.1f} s after the fleet" if caught
-                     else f"not committed within {catch_up_s:.0f} s: sweep ends"), flush=True)
-            if not caught:
+                     else f"not committed within {catch_up_s:.0f} s")
+                  + (": past capacity, sweep ends" if past else ""), flush=True)
+            if past:
                 break
     finally:
         job.stop(signal.SIGTERM)

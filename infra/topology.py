@@ -101,6 +101,7 @@ class OrchestratorSettings:
     catch_up_lag: float = 5000.0      # readings of stream lag above which nothing sleeps
     drain_timeout_s: float = 120.0    # channel consumed / worker decommissioned within this
     routing_settle_s: float = 3.0     # gateways apply a routing table within 1 s
+    max_step: int = 0                 # nodes per pool per step; 0: straight to the target
 
 
 ORCHESTRATOR_FIELDS = tuple(OrchestratorSettings.__dataclass_fields__)
@@ -404,10 +405,13 @@ def parse_topology(raw: Any, source: Path = DEFAULT_PATH) -> Topology:
     defaults = OrchestratorSettings()
     timing = {}
     for key in ORCHESTRATOR_FIELDS:
-        value = _take(oraw, key, "orchestrator", errs, (int, float), getattr(defaults, key))
+        whole = key == "max_step"      # a count of nodes, the rest are seconds or readings
+        value = _take(oraw, key, "orchestrator", errs, int if whole else (int, float),
+                      getattr(defaults, key))
         if value is not None and value < 0:
             errs.add(f"orchestrator.{key}", f"must be >= 0, got {value!r}")
-        timing[key] = float(value if value is not None else getattr(defaults, key))
+        value = value if value is not None else getattr(defaults, key)
+        timing[key] = int(value) if whole else float(value)
     if timing["interval_s"] <= 0:
         errs.add("orchestrator.interval_s", "must be > 0")
     orchestrator = OrchestratorSettings(**timing)

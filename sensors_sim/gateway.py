@@ -82,6 +82,10 @@ class GatewayStats:
     per_der: dict[str, DerCounters] = field(default_factory=dict)
 
 
+def _sum_counts(a: dict[str, int], b: dict[str, int]) -> dict[str, int]:
+    return {k: a.get(k, 0) + b.get(k, 0) for k in {**a, **b}}
+
+
 class Gateway:
     def __init__(self, topo: Topology, ders: Sequence[DER], config: GatewayConfig | None = None,
                  activity: Activity | None = None,
@@ -103,6 +107,9 @@ class Gateway:
         self.assignment = self.table.assign(self.by_id)
         self.publishers: dict[str, ChannelPublisher] = {}
         self._retiring: set[str] = set()
+        # Counters of publishers already closed (a channel taken out of the routing table):
+        # the summary still says what each channel carried over the whole run.
+        self._retired: dict[str, dict[str, int]] = {}
         self._heap: list[tuple[float, int]] = []
         self._t0 = 0.0
         self._stopping = False
@@ -276,6 +283,7 @@ class Gateway:
             pub = self.publishers[name]
             if pub.idle:
                 pub.close()
+                self._retired[name] = _sum_counts(self._retired.get(name, {}), pub.stats.as_dict())
                 del self.publishers[name]
                 self._retiring.discard(name)
                 event(log, "channel_retired", channel=name, gateway=self.cfg.gateway_id)
@@ -333,8 +341,12 @@ class Gateway:
         return self.summary()
 
     def summary(self) -> dict[str, object]:
-        pubs = {name: p.stats.as_dict() | {"buffered": len(p.buffer), "in_flight": p.in_flight}
+        pubs = {name: _sum_counts(self._retired.get(name, {}), p.stats.as_dict())
+                | {"buffered": len(p.buffer), "in_flight": p.in_flight}
                 for name, p in self.publishers.items()}
+        for name, counts in self._retired.items():
+            if name not in pubs:
+                pubs[name] = counts | {"buffered": 0, "in_flight": 0, "retired": True}
         per = self.stats.per_der
         unconfirmed = sum(c.generated - c.confirmed - c.dropped for c in per.values())
         return {

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 
 from hdfs import InsecureClient
 from hdfs.util import HdfsError
@@ -20,6 +21,7 @@ class StoredCounts:
     raw_rows: int          # rows of the DERs in the raw table
     raw_distinct: int      # distinct (der_id, seq) among them: == raw_rows means no duplicate
     quarantined: int       # quarantine rows whose payload names one of the DERs
+    by_channel: Mapping[str, int] = field(default_factory=dict)   # raw rows per channel read
 
     def lost(self, confirmed: int) -> int:
         """Confirmed by the broker but in neither table."""
@@ -81,17 +83,19 @@ def stored_counts(topo: Topology, root_path: str, ders: set[str], since_ms: int
                   ) -> StoredCounts:
     """``root_path``: the job's HDFS root as a path (``/vpp``), not a URL."""
     client = InsecureClient(topo.webhdfs_url, user="root")
-    rows, keys = 0, set()
+    rows, keys, by_channel = 0, set(), Counter()
     for f in _parquet_files(client, f"{root_path}/raw"):
         try:
-            t = _read(client, f, ["der_id", "seq", "ts_ms"])
+            t = _read(client, f, ["der_id", "seq", "ts_ms", "channel"])
         except HdfsError:
             continue
-        for d, s, ts in zip(t.column("der_id").to_pylist(), t.column("seq").to_pylist(),
-                            t.column("ts_ms").to_pylist(), strict=True):
+        for d, s, ts, ch in zip(t.column("der_id").to_pylist(), t.column("seq").to_pylist(),
+                                t.column("ts_ms").to_pylist(), t.column("channel").to_pylist(),
+                                strict=True):
             if d in ders and ts >= since_ms:
                 rows += 1
                 keys.add((d, s))
+                by_channel[ch] += 1
     quarantined = 0
     for f in _parquet_files(client, f"{root_path}/quarantine"):
         try:
@@ -108,4 +112,4 @@ def stored_counts(topo: Topology, root_path: str, ders: set[str], since_ms: int
                 der = None
             if der in ders:
                 quarantined += 1
-    return StoredCounts(rows, len(keys), quarantined)
+    return StoredCounts(rows, len(keys), quarantined, dict(by_channel))

@@ -290,6 +290,11 @@ def main(argv: list[str] | None = None) -> int:
             if lp and lp.get("numInputRows", 0) > 0 and seen.get(q.name) != lp["batchId"]:
                 seen[q.name] = lp["batchId"]
                 last_progress = time.monotonic()
+            # A batch with data still running is not idle: one batch may take longer than
+            # --until-idle-s on a half-CPU worker. (isTriggerActive is also true during the
+            # empty triggers every few seconds, so it cannot say "busy".)
+            if q.status.get("isDataAvailable"):
+                last_progress = time.monotonic()
         if args.run_for_s is not None and time.monotonic() - t0 > args.run_for_s:
             break
         all_triggered = not waiting and all(q.lastProgress for q in started)

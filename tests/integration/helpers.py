@@ -80,9 +80,21 @@ class Fleet:
 
     def __init__(self, args: list[str], summary: Path) -> None:
         self.summary = summary
+        # The gateway's event log goes to a file next to the summary (a pipe nobody reads
+        # until the end could fill up and stall it).
+        self.log = summary.with_suffix(".log")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "sensors_sim", "run", *args, "--summary", str(summary),
-             "--no-metrics"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             "--no-metrics"], cwd=ROOT, stdout=subprocess.DEVNULL,
+            stderr=self.log.open("w"), text=True)
+
+    def events(self, name: str) -> list[dict]:
+        out = []
+        for line in self.log.read_text(errors="replace").splitlines():
+            if f'"event":"{name}"' in line:
+                with contextlib.suppress(ValueError):
+                    out.append(json.loads(line))
+        return out
 
     def finish(self, timeout: float = 300) -> dict:
         self.proc.communicate(timeout=timeout)

@@ -12,8 +12,8 @@ import uuid
 from pathlib import Path
 
 import pytest
-import yaml
 
+from bench.scenarios import short_rules
 from infra.amqp import amqp_params
 from infra.platform import Platform
 from infra.topology import Topology
@@ -23,7 +23,6 @@ from monitor import influx
 from tests.integration.helpers import ROOT, Fleet, Job, wait_for
 
 pytestmark = pytest.mark.integration
-RULES = ROOT / "diagnoser" / "rules.yaml"
 
 
 class DiagnoserProc:
@@ -58,14 +57,7 @@ class DiagnoserProc:
 
 def _rules(tmp_path: Path, **for_s: float) -> Path:
     """The shipped rules with shorter hold times (rules are data: a test may tune them)."""
-    raw = yaml.safe_load(RULES.read_text())
-    raw["engine"].update(window_s=30, interval_s=5, cooldown_s=30, max_gap_s=30)
-    for rule in raw["rules"]:
-        if rule["id"] in for_s:
-            rule["for_s"] = for_s[rule["id"]]
-    path = tmp_path / "rules.yaml"
-    path.write_text(yaml.safe_dump(raw))
-    return path
+    return short_rules(tmp_path / "rules.yaml", for_s)
 
 
 def _latest_job(topo: Topology, root: str, *extra: str) -> Job:

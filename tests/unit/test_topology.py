@@ -80,6 +80,9 @@ def test_role_pool_mismatch(raw):
         (lambda r: r["rabbitmq"]["users"]["gateway"].update(write="(["),
          "rabbitmq.users.gateway.write"),
         (lambda r: r["nodes"].pop("namenode"), "role hdfs-namenode is required"),
+        (lambda r: r["orchestrator"].update(max_step=1.5), "orchestrator.max_step: expected int"),
+        (lambda r: r["orchestrator"].update(max_step=-1), "orchestrator.max_step: must be >= 0"),
+        (lambda r: r["orchestrator"].update(cooldown_s=-5), "orchestrator.cooldown_s"),
     ],
 )
 def test_each_mistake_names_its_field(raw, mutate, fragment):

@@ -315,3 +315,43 @@ def test_observations_from_features():
     f = extract(MetricsWindow(start=T, end=T + 60))
     throughput, lag = observations(f)
     assert throughput == {"queue": 0.0, "processing": 0.0} and lag == 0.0
+
+
+# ---------------------------------------------------------------------------------------------
+# step size: Alg. 3's one node per step, or straight to the target (HPA / Flink)
+
+
+def test_max_step_0_wakes_straight_to_the_model_target():
+    cfg = PolicyConfig(max_step=0)
+    w = workers("active", "stopped", "paused")
+    st, acts = decide(PolicyState(), inputs(UP_CL, w=w, required=RequiredCounts(1, 3)), T, cfg)
+    assert [(a.node, a.active_before, a.active_after) for a in acts] == [
+        ("worker-2", 1, 2), ("worker-1", 2, 3)]          # paused first, then stopped
+    assert st.pools["processing"].woken == ("worker-2", "worker-1")
+    # ... and never past max_active or the dormant nodes there are
+    _, acts = decide(PolicyState(), inputs(UP_CL, w=w, required=RequiredCounts(1, 9)), T, cfg)
+    assert len(acts) == 2
+
+
+def test_max_step_0_sleeps_straight_to_the_target_after_the_delay_newest_first():
+    cfg = PolicyConfig(max_step=0, scale_down_delay_s=30)
+    w = workers("active", "stopped", "stopped")
+    st, ups = decide(PolicyState(), inputs(UP_CL, w=w, required=RequiredCounts(1, 3)), T, cfg)
+    w = apply(w, ups)
+    st, acts = decide(st, inputs(DOWN_CL, w=w, required=RequiredCounts(1, 1)), T + 100, cfg)
+    assert acts == []                                     # the delay starts
+    st, acts = decide(st, inputs(DOWN_CL, w=w, required=RequiredCounts(1, 1)), T + 131, cfg)
+    assert [(a.node, a.action, a.active_after) for a in acts] == [
+        ("worker-2", "sleep", 2), ("worker-1", "sleep", 1)]
+    assert st.pools["processing"].woken == ()
+
+
+def test_max_step_bounds_a_step_and_1_is_the_paper():
+    w = workers("active", "stopped", "stopped")
+    req = RequiredCounts(1, 3)
+    _, acts = decide(PolicyState(), inputs(UP_CL, w=w, required=req), T, PolicyConfig(max_step=1))
+    assert len(acts) == 1
+    _, acts = decide(PolicyState(), inputs(UP_CL, w=w, required=req), T, PolicyConfig(max_step=2))
+    assert len(acts) == 2
+    with pytest.raises(ValueError, match=r"policy\.max_step"):
+        PolicyConfig(max_step=-1)
