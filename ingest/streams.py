@@ -9,6 +9,8 @@ close the whole connection and ignore the error that close may raise.
 from __future__ import annotations
 
 import contextlib
+import logging
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
@@ -19,6 +21,8 @@ from infra.amqp import amqp_params
 from infra.topology import Topology
 from ingest.routing import RoutingError, RoutingTable, latest
 from ingest.topology import CONTROL_EXCHANGE, ROUTING_KEY_TABLE, ROUTING_STREAM, home_channel
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -35,14 +39,51 @@ def _close_quietly(conn: pika.BlockingConnection) -> None:
             conn.close()
 
 
+# A broker that was just started (or restarted) answers AMQP before its streams have a leader:
+# the subscription then fails with 541 INTERNAL_ERROR or 404 "home node ... is down". Until the
+# first delivery nothing was read, so the read is simply tried again for this long.
+STREAM_READY_TIMEOUT_S = 30.0
+
+
 def read_stream(params: pika.ConnectionParameters, stream: str, start: int | str = "first",
                 end: int | None = None, idle_s: float = 1.0, prefetch: int = 1000,
-                limit: int | None = None) -> Iterator[StreamMessage]:
+                limit: int | None = None,
+                ready_timeout_s: float = STREAM_READY_TIMEOUT_S) -> Iterator[StreamMessage]:
     """Messages of ``stream`` from offset ``start`` up to (excluding) ``end``.
 
     Without ``end`` the read stops after ``idle_s`` without a delivery. ``start`` may be an
-    offset or one of first/last/next.
+    offset or one of first/last/next. A stream not ready yet is retried for ``ready_timeout_s``
+    (only before anything was delivered).
     """
+    deadline = time.monotonic() + ready_timeout_s
+    pause = 0.5
+    while True:
+        delivered = False
+        try:
+            for msg in _read_once(params, stream, start, end, idle_s, prefetch, limit):
+                delivered = True
+                yield msg
+            return
+        except (pika.exceptions.AMQPConnectionError, pika.exceptions.ChannelClosedByBroker,
+                pika.exceptions.ConnectionClosedByBroker) as exc:
+            if delivered or not _not_ready(exc) or time.monotonic() + pause > deadline:
+                raise
+            log.warning("stream %s not ready (%r): retrying in %.1f s", stream, exc, pause)
+            time.sleep(pause)
+            pause = min(pause * 2, 4.0)
+
+
+def _not_ready(exc: Exception) -> bool:
+    """A broker still starting, not a real error (a missing stream is one: 404 without 'down')."""
+    code = getattr(exc, "reply_code", None)
+    if code is None:
+        return isinstance(exc, pika.exceptions.AMQPConnectionError)
+    return code == 541 or (code == 404 and "is down" in str(getattr(exc, "reply_text", "")))
+
+
+def _read_once(params: pika.ConnectionParameters, stream: str, start: int | str,
+               end: int | None, idle_s: float, prefetch: int, limit: int | None
+               ) -> Iterator[StreamMessage]:
     conn = pika.BlockingConnection(params)
     try:
         ch = conn.channel()
