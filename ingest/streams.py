@@ -74,10 +74,9 @@ def read_stream(params: pika.ConnectionParameters, stream: str, start: int | str
 
 
 def _not_ready(exc: Exception) -> bool:
-    """A broker still starting, not a real error (a missing stream is one: 404 without 'down')."""
+    """A broker whose streams are still starting, not a real error. A missing stream (404
+    without 'down') is one, and so is a broker that refuses connections: that fails at once."""
     code = getattr(exc, "reply_code", None)
-    if code is None:
-        return isinstance(exc, pika.exceptions.AMQPConnectionError)
     return code == 541 or (code == 404 and "is down" in str(getattr(exc, "reply_text", "")))
 
 

@@ -13,6 +13,7 @@ import threading
 import time
 from pathlib import Path
 
+from infra.procs import Proc
 from spark_jobs.session import submit_env
 from spark_jobs.submit import command
 
@@ -83,10 +84,10 @@ class Fleet:
         # The gateway's event log goes to a file next to the summary (a pipe nobody reads
         # until the end could fill up and stall it).
         self.log = summary.with_suffix(".log")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "sensors_sim", "run", *args, "--summary", str(summary),
-             "--no-metrics"], cwd=ROOT, stdout=subprocess.DEVNULL,
-            stderr=self.log.open("w"), text=True)
+        self.log.write_text("")
+        self.child = Proc("fleet", [sys.executable, "-m", "sensors_sim", "run", *args,
+                                    "--summary", str(summary), "--no-metrics"], self.log)
+        self.proc = self.child.proc
 
     def events(self, name: str) -> list[dict]:
         out = []
@@ -97,14 +98,11 @@ class Fleet:
         return out
 
     def finish(self, timeout: float = 300) -> dict:
-        self.proc.communicate(timeout=timeout)
+        self.proc.wait(timeout=timeout)
         return json.loads(self.summary.read_text())["total"]
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.proc.communicate(timeout=90)
+        self.child.stop(signal.SIGINT, timeout=90)
 
 
 def wait_for(predicate, timeout: float, what: str, every: float = 1.0):
