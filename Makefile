@@ -74,7 +74,7 @@ bench-platform: up ## wake/sleep latency of dormant nodes, pause vs stop -> resu
 bench-stream: up ## streaming job: latency p50/p95, max sustained readings/s at 1/2/3 workers, Fig. 10 -> results/stream/, results/fig10/
 	@$(PY) -m bench.stream_capacity $(BENCH_ARGS)
 
-bench-ingest: up ## Fig. 9: confirmed readings/s against DER count (10 .. 10,000) -> results/fig9/
+bench-ingest: up ## Fig. 9: confirmed readings/s and bytes/s against DER count (10 .. 10,000), saturation limit, one-channel upper bounds (raw pika, PerfTest) -> results/fig9/
 	@$(PY) -m bench.ingest_fig9 $(BENCH_ARGS)
 
 bench-overhead: up ## Table IV: CPU/memory of agents, writer, collector, diagnoser from /metrics -> results/table4/

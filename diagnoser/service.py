@@ -24,7 +24,7 @@ from diagnoser.paper import PaperThresholds, diagnose_paper
 from diagnoser.stragglers import Straggler, node_rates, node_stragglers, robust_stragglers
 from diagnoser.window import build_window
 from infra import logs
-from infra.amqp import amqp_params
+from infra.amqp import amqp_params, publish_stored
 from infra.logs import event
 from infra.topology import Topology
 from ingest.topology import DIAGNOSIS_EXCHANGE, TELEMETRY_STREAM, home_channel
@@ -59,9 +59,7 @@ class Outbox:
                 ch.confirm_delivery()
                 while self.pending:
                     key, body = self.pending[0]
-                    ch.basic_publish(DIAGNOSIS_EXCHANGE, key, body,
-                                     pika.BasicProperties(delivery_mode=2,
-                                                          content_type="application/json"))
+                    publish_stored(ch, DIAGNOSIS_EXCHANGE, key, body)
                     self.pending.pop(0)
                     sent += 1
             finally:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import pika
 import pika.exceptions
 
-from infra.amqp import amqp_params
+from infra.amqp import amqp_params, publish_stored
 from infra.topology import Topology
 from ingest.routing import RoutingError, RoutingTable, latest
 from ingest.topology import CONTROL_EXCHANGE, ROUTING_KEY_TABLE, ROUTING_STREAM, home_channel
@@ -126,8 +126,7 @@ def publish_confirmed(params: pika.ConnectionParameters, exchange: str,
         ch.confirm_delivery()
         n = 0
         for key, body in messages:
-            ch.basic_publish(exchange, key, body,
-                             pika.BasicProperties(delivery_mode=2, content_type="application/json"))
+            publish_stored(ch, exchange, key, body)
             n += 1
         return n
     finally:

@@ -23,6 +23,7 @@ import pika
 import pika.exceptions
 
 from infra import logs
+from infra.amqp import publish_stored
 from infra.logs import event
 
 log = logs.get("metrics_transport")
@@ -86,9 +87,7 @@ class PointPublisher:
                 body = json.dumps({"source": self.source, "batch": self._batch_seq,
                                    "points": batch}, separators=(",", ":")).encode()
                 # confirm_delivery mode: returns once the broker confirmed, raises otherwise.
-                ch.basic_publish(EXCHANGE, self.routing_key, body,
-                                 pika.BasicProperties(delivery_mode=2,
-                                                      content_type="application/json"))
+                publish_stored(ch, EXCHANGE, self.routing_key, body)
                 for _ in batch:
                     self.buffer.popleft()
                 self._batch_seq += 1

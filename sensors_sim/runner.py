@@ -101,8 +101,8 @@ def run(topo: Topology, plan: RunPlan, gateways: int, base: GatewayConfig,
 
 
 def combine(summaries: Sequence[dict[str, object]]) -> dict[str, object]:
-    keys = ("ders", "generated", "confirmed", "dropped_overflow", "unconfirmed_at_exit", "silent",
-            "inactive", "commands")
+    keys = ("ders", "generated", "confirmed", "confirmed_bytes", "dropped_overflow",
+            "unconfirmed_at_exit", "silent", "inactive", "commands")
     total = {k: sum(int(s[k]) for s in summaries) for k in keys}  # type: ignore[call-overload]
     total["gateways"] = len(summaries)
     total["max_schedule_lag_ms"] = max(float(s["max_schedule_lag_ms"]) for s in summaries)  # type: ignore[arg-type]

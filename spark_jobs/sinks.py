@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 import pika
 
 from infra import logs
-from infra.amqp import amqp_params
+from infra.amqp import amqp_params, publish_stored
 from infra.logs import event
 from infra.topology import Topology
 from ingest.topology import CONTROL_EXCHANGE, home_channel
@@ -83,9 +83,7 @@ class HealthPublisher:
             ch = self._channel()
             while self.pending:
                 key, body = self.pending[0]
-                ch.basic_publish(CONTROL_EXCHANGE, key, body,
-                                 pika.BasicProperties(delivery_mode=2,
-                                                      content_type="application/json"))
+                publish_stored(ch, CONTROL_EXCHANGE, key, body)
                 self.pending.pop(0)
                 sent += 1
         except Exception as exc:

@@ -14,13 +14,15 @@ from pathlib import Path
 import pika
 import pytest
 
-from infra.amqp import amqp_params
+from infra.amqp import amqp_params, publish_stored
 from infra.platform import Platform
 from infra.topology import Topology
+from ingest import schema
 from ingest.audit import audit_streams, merged_seqs, missing_seqs
 from ingest.routing import RoutingTable
-from ingest.streams import fetch_routing_table, publish_routing_table, stream_end
-from ingest.topology import TELEMETRY_STREAM, declare_channel
+from ingest.streams import fetch_routing_table, publish_routing_table, read_stream, stream_end
+from ingest.topology import DEAD_LETTER_QUEUE, TELEMETRY_STREAM, declare_channel
+from sensors_sim.models.fleet import make_fleet
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -94,10 +96,85 @@ def test_two_minute_run_with_routing_change_and_broker_restart_loses_nothing(
     present = merged_seqs(audits.values())
     per_der = total["per_der"]
     assert set(present) == set(per_der)
+    short = {d: sorted(set(range(c["last_seq"] + 1)) - present[d]) for d, c in per_der.items()
+             if len(present[d]) != c["confirmed"]}
+    publishers = [g["publishers"] for g in json.loads(summary.read_text())["gateways"]]
+    assert not short, _loss_report(topo, short, audits, stderr, publishers)
     for der_id, counters in per_der.items():
         seqs = present[der_id]
-        assert len(seqs) == counters["confirmed"], der_id
         assert missing_seqs(seqs) == 0 and max(seqs) == counters["last_seq"], der_id
+
+
+def test_publishing_through_a_broker_restart_keeps_every_confirmed_reading(
+        platform: Platform, topo: Topology, dormant):
+    # Reconnect as fast as possible so publishing resumes inside the second after boot in which
+    # the broker answers AMQP but the stream's process is not up yet. Without ``mandatory``
+    # RabbitMQ 3.10 confirmed ~40 such readings and dropped them (measured 3 of 3 restarts).
+    platform.wake(dormant("channel-1"))
+    declare_channel(topo, "channel-1")
+    params = amqp_params(topo, "channel-1", "gateway")
+    admin = amqp_params(topo, "channel-1", "admin")
+    start = stream_end(admin, TELEMETRY_STREAM)
+    confirmed: list[int] = []
+    returned: list[int] = []
+    stop = threading.Event()
+
+    probe = make_fleet(1, seed=3, mix={"pv": 1})[0]
+
+    def publish() -> None:
+        seq = 0
+        while not stop.is_set():
+            try:
+                conn = pika.BlockingConnection(params)
+                ch = conn.channel()
+                ch.confirm_delivery()
+                while not stop.is_set():
+                    # A valid reading: a later consumer of channel-1 must not quarantine it.
+                    reading = probe.read(int(time.time() * 1000)) or {}
+                    body = schema.encode(reading | {"der_id": "restart-probe", "seq": seq})
+                    try:
+                        publish_stored(ch, "vpp.telemetry", "probe.restart", body)
+                        confirmed.append(seq)
+                    except pika.exceptions.UnroutableError:
+                        returned.append(seq)
+                    seq += 1
+                    time.sleep(0.005)
+            except pika.exceptions.AMQPError:
+                time.sleep(0.05)
+
+    worker = threading.Thread(target=publish, daemon=True)
+    worker.start()
+    time.sleep(2)
+    platform.container("channel-1").restart(timeout=30)
+    platform.wait_healthy([topo.node("channel-1")], progress=lambda _m: None)
+    time.sleep(5)
+    stop.set()
+    worker.join(timeout=30)
+    bodies = (json.loads(m.body) for m in read_stream(
+        admin, TELEMETRY_STREAM, start, end=stream_end(admin, TELEMETRY_STREAM)))
+    stored = {b["seq"] for b in bodies if b.get("der_id") == "restart-probe"}
+    lost = sorted(set(confirmed) - stored)
+    assert len(confirmed) > 500
+    assert not lost, f"{len(lost)} confirmed not stored: {lost[:20]}; returned {len(returned)}"
+    print(f"restart: {len(confirmed)} confirmed, {len(returned)} returned and kept, 0 lost")
+
+
+def _loss_report(topo: Topology, short: dict[str, list[int]], audits, stderr: list[str],
+                 publishers: list[dict]) -> str:
+    """What a failed loss check needs to be diagnosed: which seqs, where else they might be."""
+    conn = pika.BlockingConnection(amqp_params(topo, "channel-0", "admin"))
+    try:
+        dead = conn.channel().queue_declare(DEAD_LETTER_QUEUE, passive=True).method.message_count
+    finally:
+        conn.close()
+    first = next(iter(short.items()))
+    kinds = ("disconnected", "connected", "channel_closed", "publish_failed", "routing_applied",
+             "returned")
+    events = [line for line in stderr if any(f'"{k}"' in line for k in kinds)]
+    return (f"{len(short)} DERs short; e.g. {first[0]} missing {first[1][:40]}; "
+            f"dead-lettered {dead}; "
+            f"audits {[a.as_dict() for a in audits.values()]}; publishers {publishers}; "
+            f"events {events[:30]}")
 
 
 def test_buffer_overflow_is_counted_never_silent(platform: Platform, topo: Topology, declared,

@@ -66,3 +66,41 @@ def test_take_buffered_for_rerouting():
     for m in taken:
         other.accept_rerouted(m)
     assert other.stats.rerouted_in == 2 and other.stats.offered == 0
+
+
+def _body_msg(i: int) -> Outgoing:
+    return Outgoing("der-0", i, "k", f'{{"seq":{i}}}'.encode())
+
+
+def test_returned_message_is_not_confirmed_but_resent_after_a_pause():
+    # After a broker restart the stream's process may still be starting: a mandatory publish is
+    # returned, then acked. That ack must not count as stored.
+    confirmed = []
+    p = _pub(on_confirmed=confirmed.extend)
+    p._s.pending = {tag: _body_msg(tag) for tag in range(1, 5)}
+    p._on_return(None, SimpleNamespace(reply_code=312, reply_text="NO_ROUTE"), None,
+                 _body_msg(2).body)
+    p._on_return(None, SimpleNamespace(reply_code=312, reply_text="NO_ROUTE"), None,
+                 _body_msg(3).body)
+    p._on_confirm(_frame(pika.spec.Basic.Ack(delivery_tag=3, multiple=True)))
+    assert [m.seq for m in confirmed] == [1]
+    assert [m.seq for m in p.buffer] == [2, 3]
+    assert p.stats.returned == 2 and p.stats.confirmed == 1 and not p._s.returned
+    assert p._held()  # publishing pauses before the re-send
+    p._on_confirm(_frame(pika.spec.Basic.Ack(delivery_tag=4, multiple=False)))
+    assert [m.seq for m in confirmed] == [1, 4]
+    p.close()
+
+
+def test_return_hold_backs_off_and_resets_on_a_clean_ack():
+    p = _pub()
+    hold0 = p._hold_s
+    for tag in (1, 2):
+        p._s.pending = {tag: _body_msg(tag)}
+        p._on_return(None, SimpleNamespace(), None, _body_msg(tag).body)
+        p._on_confirm(_frame(pika.spec.Basic.Ack(delivery_tag=tag, multiple=False)))
+    assert p._hold_s == hold0 * 4
+    p._s.pending = {3: _body_msg(3)}
+    p._on_confirm(_frame(pika.spec.Basic.Ack(delivery_tag=3, multiple=False)))
+    assert p._hold_s == hold0
+    p.close()
