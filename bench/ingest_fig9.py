@@ -132,9 +132,13 @@ def linearity(rows: Sequence[Row], key: str = "confirmed_per_s") -> tuple[float,
 
 
 def sustained(row: Row, tolerance: float = TOLERANCE) -> bool:
-    """Confirmed within ``tolerance`` of what was offered, and nothing dropped."""
+    """Kept pace: nothing dropped, and confirmed within ``tolerance`` of what was offered both
+    in total and per second of the run (so a backlog the broker confirmed only during the
+    drain after the offered duration does not count as keeping up)."""
     ratio = row.get("confirmed_ratio")
-    return ratio is not None and float(ratio) >= 1 - tolerance and int(row["dropped"]) == 0
+    pace = float(row["confirmed_per_s"]) / float(row["offered_per_s"])
+    return (ratio is not None and float(ratio) >= 1 - tolerance and pace >= 1 - tolerance
+            and int(row["dropped"]) == 0)
 
 
 def find_limit(rows: Iterable[Row], tolerance: float = TOLERANCE) -> dict[str, Any]:

@@ -149,7 +149,7 @@ class ChannelPublisher:
 
     def pump(self) -> None:
         s = self._s
-        if not s.ready or s.channel is None or self._held():
+        if self._closing or not s.ready or s.channel is None or self._held():
             return
         ch = s.channel
         while self.buffer and len(s.pending) < self.max_in_flight:

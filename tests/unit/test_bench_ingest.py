@@ -66,8 +66,12 @@ def test_sustained_needs_confirms_within_tolerance_and_no_drops():
     assert fig9.sustained(_row(1000, 0.95))
     assert not fig9.sustained(_row(1000, 0.94))
     assert not fig9.sustained(_row(1000, 1.0, dropped=1))
-    assert not fig9.sustained({"confirmed_ratio": None, "dropped": 0})
+    assert not fig9.sustained({"confirmed_ratio": None, "dropped": 0, "offered_per_s": 1,
+                               "confirmed_per_s": 1})
     assert fig9.sustained(_row(1000, 0.91), tolerance=0.1)
+    # Everything confirmed in the end, but only during the drain: 85 % of the pace.
+    late = _row(10_000, 0.9999) | {"confirmed_per_s": 8500.0}
+    assert not fig9.sustained(late)
 
 
 def test_find_limit_is_the_highest_rate_below_the_first_failure():
