@@ -70,7 +70,7 @@ fleet: up ## run a DER fleet: make fleet ARGS="--ders 1000 --interval 10 --durat
 bench-platform: up ## wake/sleep latency of dormant nodes, pause vs stop -> results/platform/
 	@$(PY) -m bench.platform_wake $(BENCH_ARGS)
 
-.PHONY: bench-model bench-autoscaler bench-report bench-overhead bench-ingest bench-stream
+.PHONY: bench-model bench-autoscaler bench-report bench-overhead bench-ingest bench-stream bench-faults
 bench-stream: up ## streaming job: latency p50/p95, max sustained readings/s at 1/2/3 workers, Fig. 10 -> results/stream/, results/fig10/
 	@$(PY) -m bench.stream_capacity $(BENCH_ARGS)
 
@@ -83,13 +83,16 @@ bench-overhead: up ## Table IV: CPU/memory of agents, writer, collector, diagnos
 bench-model: setup ## Fig. 7: the resource model's held-out metrics and confusion matrices -> results/fig7/
 	@$(PY) -m bench.fig7_model
 
+bench-faults: up ## diagnoser on injected faults (CPU burner, flood, idle, nominal, straggler): precision/recall per label -> results/faults/ [BENCH_ARGS="--quick|--repeats N"]
+	@$(PY) -m bench.fault_injection $(BENCH_ARGS)
+
 bench-autoscaler: up ## Figs. 12/13 and the policy comparison on the live platform [BENCH_ARGS=--quick]
 	@$(PY) -m bench.autoscaler_bench $(BENCH_ARGS)
 
 bench-report: setup ## results/REPORT.md from whatever the experiments left under results/
 	@$(PY) -m bench.report $(BENCH_ARGS)
 
-bench: bench-platform bench-model bench-ingest bench-stream bench-overhead bench-autoscaler ## every experiment, then results/REPORT.md [BENCH_ARGS=--quick]
+bench: bench-platform bench-model bench-ingest bench-stream bench-overhead bench-faults bench-autoscaler ## every experiment, then results/REPORT.md [BENCH_ARGS=--quick]
 	@$(PY) -m bench.fig8_energy
 	@$(PY) -m bench.report $(BENCH_ARGS)
 

@@ -34,7 +34,7 @@ from typing import Any
 
 from autoscaler.realise import restore_initial
 from autoscaler.service import docker_states
-from bench.common import results_dir, write_csv
+from bench.common import read_csv, results_dir, write_csv
 from bench.report import write_summary
 from bench.scenarios import RUNS, Run
 from infra.amqp import amqp_params
@@ -311,6 +311,13 @@ def _plot(path: Path, run: Run, timelines: dict[str, list[dict[str, Any]]]) -> N
     plt.close(fig)
 
 
+def merge_policy_rows(earlier: list[dict[str, Any]], now: list[dict[str, Any]]
+                      ) -> list[dict[str, Any]]:
+    """This run's rows, after the earlier rows of scenarios this run did not cover."""
+    covered = {r["scenario"] for r in now}
+    return [r for r in earlier if r.get("scenario") not in covered] + now
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.autoscaler_bench", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -363,7 +370,7 @@ def main(argv: list[str] | None = None) -> int:
                                       for p, r in mine.items()),
                       files=[f"{s}_timeline.csv", f"{s}.png"])
     pol = results_dir("policies")
-    write_csv(pol / "policies.csv", [
+    rows = [
         {"scenario": r.scenario, "policy": r.policy, "sent": r.sent, "lost": r.lost,
          "duplicates": r.duplicates, "late_over_10s": r.late,
          "latency_p95_max_ms": r.latency_p95_max_ms,
@@ -371,13 +378,16 @@ def main(argv: list[str] | None = None) -> int:
          "under_provisioned_s": round(r.under_provisioned_s, 1),
          "node_seconds": round(r.node_seconds, 1), "reversals": r.reversals,
          "woke_expected": r.woke_expected, "slept_expected": r.slept_expected}
-        for r in results])
+        for r in results]
+    # A run of some scenarios keeps the other scenarios' rows from an earlier run.
+    rows = merge_policy_rows(read_csv(pol / "policies.csv"), rows)
+    write_csv(pol / "policies.csv", rows)
     write_summary(pol, title="Policies on the same scenarios: none, paper (Alg. 2+3), "
                              "reactive (HPA ratio), ours",
                   command=cmd, paper={"policies compared": "paper mode only"},
-                  ours={f"{r.scenario} {r.policy}": f"lost {r.lost}, reliable "
-                        f"{r.time_to_reliable_s}, node-s {r.node_seconds:.0f}, reversals "
-                        f"{r.reversals}" for r in results},
+                  ours={f"{r['scenario']} {r['policy']}": f"lost {r['lost']}, reliable "
+                        f"{r['time_to_reliable_s']}, node-s {float(r['node_seconds']):.0f}, "
+                        f"reversals {r['reversals']}" for r in rows},
                   quick=args.quick, duration_s=time.monotonic() - t_start,
                   files=["policies.csv"])
     for r in results:

@@ -54,6 +54,14 @@ def write_csv(path: Path, rows: Sequence[Mapping[str, object]],
         w.writerows(rows)
 
 
+def read_csv(path: Path) -> list[dict[str, str]]:
+    """Rows of a CSV this module wrote (empty when the file does not exist)."""
+    if not path.exists():
+        return []
+    with path.open(newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
 def md_table(header: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]

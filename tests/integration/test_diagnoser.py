@@ -3,68 +3,24 @@ nodes, an idle system gives scale-down labels after the hold time."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-import threading
 import time
-import uuid
 from pathlib import Path
 
 import pytest
 
+from bench.faults import BUSY_WORKER_LOAD, FLOOD_LOAD, DiagnoserProc, cpu_burner
+from bench.live import Fleet, hdfs_scratch, latest_job, wait_for
 from bench.scenarios import short_rules
-from infra.amqp import amqp_params
 from infra.platform import Platform
 from infra.topology import Topology
-from ingest.streams import stream_end
-from ingest.topology import TELEMETRY_STREAM
 from monitor import influx
-from tests.integration.helpers import ROOT, Fleet, Job, wait_for
 
 pytestmark = pytest.mark.integration
-
-
-class DiagnoserProc:
-    """``python -m diagnoser`` with a given rules file; its decisions read from its log."""
-
-    def __init__(self, rules: Path, interval: float = 5.0, name: str = "test-diagnoser") -> None:
-        # No /metrics: the platform's own diagnoser may be serving the topology's port. A name
-        # of its own keeps its labels apart from that diagnoser's.
-        self.proc = subprocess.Popen([sys.executable, "-m", "diagnoser", "--rules", str(rules),
-                                      "--interval", str(interval), "--metrics-port", "0",
-                                      "--name", name],
-                                     cwd=ROOT,
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        self.events: list[dict] = []
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            if '"event":"diagnosis"' in line:
-                self.events.append(json.loads(line))
-
-    def labels(self) -> list[dict]:
-        if self.proc.poll() is not None:
-            raise AssertionError(f"the diagnoser exited with {self.proc.returncode}")
-        return [lab for e in self.events if isinstance(e["labels"], list) for lab in e["labels"]]
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(timeout=30)
 
 
 def _rules(tmp_path: Path, **for_s: float) -> Path:
     """The shipped rules with shorter hold times (rules are data: a test may tune them)."""
     return short_rules(tmp_path / "rules.yaml", for_s)
-
-
-def _latest_job(topo: Topology, root: str, *extra: str) -> Job:
-    start = {"channel-0": stream_end(amqp_params(topo, "channel-0", "admin"), TELEMETRY_STREAM)}
-    job = Job(root, start, "--queries", "ingest", *extra)
-    job.wait_for(lambda: any(e.get("event") == "started" for e in job.events), 180, "the job")
-    return job
 
 
 def _rca_in_influx(topo: Topology, label: str, node: str, since_ns: int) -> bool:
@@ -76,30 +32,25 @@ def _rca_in_influx(topo: Topology, label: str, node: str, since_ns: int) -> bool
 
 @pytest.fixture()
 def hdfs_root(topo: Topology):
-    from hdfs import InsecureClient
-
-    path = f"/tests/diag-{uuid.uuid4().hex[:8]}"
-    yield f"{topo.hdfs_url}{path}"
-    InsecureClient(topo.webhdfs_url, user="root").delete(path, recursive=True)
+    with hdfs_scratch(topo, "/tests/diag") as path:
+        yield f"{topo.hdfs_url}{path}"
 
 
 def test_an_overloaded_worker_yields_scale_up_processing_naming_it(
         platform: Platform, topo: Topology, monitoring, hdfs_root, tmp_path):
     t0 = time.time_ns()
-    job = _latest_job(topo, hdfs_root, "--max-rows-per-trigger", "3000")
+    job = latest_job(topo, hdfs_root, "--max-rows-per-trigger", "3000")
     diag = DiagnoserProc(_rules(tmp_path, processing_behind=15))
-    fleet = Fleet(["--ders", "1500", "--interval", "1", "--duration", "150"], tmp_path / "f.json")
-    burner = subprocess.Popen(["docker", "exec", topo.container_name("worker-0"), "timeout",
-                               "150", "python3", "-c", "while True: pass"])
+    fleet = Fleet([*BUSY_WORKER_LOAD, "--duration", "150"], tmp_path / "f.json")
     try:
-        found = wait_for(lambda: [lab for lab in diag.labels() if lab["label"] == "up_cl"],
-                         180, "an R_up^CL label")
-        assert found[0]["nodes"][0] == "worker-0", found[0]
-        assert found[0]["rule"] == "processing_behind"
-        assert found[0]["evidence"], "a label without evidence"
-        wait_for(lambda: _rca_in_influx(topo, "up_cl", "worker-0", t0), 30, "the rca point")
+        with cpu_burner(topo, "worker-0", 150):
+            found = wait_for(lambda: [lab for lab in diag.labels() if lab["label"] == "up_cl"],
+                             180, "an R_up^CL label")
+            assert found[0]["nodes"][0] == "worker-0", found[0]
+            assert found[0]["rule"] == "processing_behind"
+            assert found[0]["evidence"], "a label without evidence"
+            wait_for(lambda: _rca_in_influx(topo, "up_cl", "worker-0", t0), 30, "the rca point")
     finally:
-        burner.terminate()
         fleet.stop()
         diag.stop()
         job.stop()
@@ -109,8 +60,7 @@ def test_flooding_a_channel_yields_scale_up_queue_naming_it(platform, topo, moni
                                                           tmp_path):
     t0 = time.time_ns()
     diag = DiagnoserProc(_rules(tmp_path, channel_hot=15, queue_backlog=15))
-    fleet = Fleet(["--ders", "7000", "--interval", "1", "--duration", "90",
-                   "--drain-timeout", "20"], tmp_path / "f.json")
+    fleet = Fleet([*FLOOD_LOAD, "--duration", "90"], tmp_path / "f.json")
     try:
         found = wait_for(lambda: [lab for lab in diag.labels() if lab["label"] == "up_cc"],
                          150, "an R_up^CC label")
@@ -126,7 +76,7 @@ def test_an_idle_system_yields_scale_down_labels_after_the_hold_time(
         platform: Platform, topo: Topology, monitoring, hdfs_root, tmp_path, dormant):
     platform.wake(dormant("worker-1"))
     platform.wake(dormant("channel-1"))
-    job = _latest_job(topo, hdfs_root)  # idle, but reporting progress
+    job = latest_job(topo, hdfs_root)  # idle, but reporting progress
     hold = 20
     diag = DiagnoserProc(_rules(tmp_path, processing_idle=hold, queue_idle=hold))
     t_start = time.monotonic()

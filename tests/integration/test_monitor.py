@@ -8,10 +8,10 @@ import time
 import pytest
 import requests
 
+from bench.live import wait_for
 from infra.platform import Platform
 from infra.topology import Topology
 from monitor import influx
-from tests.integration.helpers import wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -14,9 +14,10 @@ import uuid
 from pathlib import Path
 
 import pytest
-from hdfs import InsecureClient
 
 from autoscaler.realise import restore_initial
+from bench.faults import DiagnoserProc
+from bench.live import Fleet, Job, hdfs_scratch
 from bench.scenarios import FIG12
 from infra.amqp import amqp_params
 from infra.platform import Platform
@@ -24,8 +25,7 @@ from infra.topology import Topology
 from ingest.streams import stream_end
 from ingest.topology import TELEMETRY_STREAM
 from spark_jobs.audit import stored_counts
-from tests.integration.helpers import ROOT, Fleet, Job
-from tests.integration.test_diagnoser import DiagnoserProc
+from tests.integration.helpers import ROOT
 
 pytestmark = pytest.mark.integration
 
@@ -74,9 +74,8 @@ class OrchestratorProc:
 
 @pytest.fixture()
 def hdfs_root(topo: Topology):
-    path = f"/tests/orch-{uuid.uuid4().hex[:8]}"
-    yield path
-    InsecureClient(topo.webhdfs_url, user="root").delete(path, recursive=True)
+    with hdfs_scratch(topo, "/tests/orch") as path:
+        yield path
 
 
 @pytest.fixture()

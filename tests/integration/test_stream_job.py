@@ -17,6 +17,7 @@ import pika
 import pytest
 from hdfs import InsecureClient
 
+from bench.live import Job
 from infra.amqp import amqp_params
 from infra.platform import Platform
 from infra.topology import Topology
@@ -26,7 +27,6 @@ from ingest.topology import TELEMETRY_EXCHANGE, TELEMETRY_STREAM, declare_channe
 from sensors_sim.models.fleet import make_fleet
 from spark_jobs import aggregates
 from spark_jobs.audit import read_table
-from tests.integration.helpers import Job
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]

@@ -19,7 +19,7 @@ from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_client.manager import KernelManager
 from nbclient import NotebookClient
 
-from bench import fig7_model, fig8_energy, report, stream_capacity
+from bench import fault_scoring, fig7_model, fig8_energy, report, stream_capacity
 from bench.common import write_csv
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -82,8 +82,9 @@ def make_results(root: Path) -> Path:
         max(0, r - 250 * w) * 20), 10_000) for w in (1, 2) for r in (100, 300, 600)]
     _csv(root / "stream" / "steps.csv", [asdict(s) for s in steps])
     _csv(root / "stream" / "capacity.csv", [
-        {"workers": w, "max_sustained_per_s": stream_capacity.max_sustained(
-            [s for s in steps if s.workers == w])} for w in (1, 2)])
+        {"workers": w, "max_sustained_per_s": 700.0 * w,
+         "max_within_deadline_per_s": stream_capacity.max_within_deadline(
+             [s for s in steps if s.workers == w])} for w in (1, 2)])
     (root / "fig10").mkdir(parents=True, exist_ok=True)
     write_csv(root / "fig10" / "fig10.csv", stream_capacity.fig10_rows(
         [s for s in steps if s.workers == 1]), stream_capacity.FIG10_FIELDS)
@@ -102,9 +103,17 @@ def make_results(root: Path) -> Path:
         {"scenario": s, "policy": p, "lost": lost, "time_to_reliable_s": 20 + lost,
          "under_provisioned_s": lost / 2, "node_seconds": 300 + lost, "reversals": lost % 3}
         for s in ("step", "bursts") for p, lost in (("decision_tree", 0), ("threshold", 40))])
-    _csv(root / "faults" / "faults.csv", [
-        {"label": lab, "tp": 9, "fp": 1, "fn": 2, "precision": 0.9, "recall": 9 / 11}
-        for lab in ("R_up_CL", "R_up_CC", "R_down_CL")])
+    windows = [fault_scoring.Window(f, 1, 0.0, 90.0, (fault_scoring.Expect(lab, node),),
+                                    (fault_scoring.Observation(t, lab, node),))
+               for f, lab, node, t in (("cpu_burner", "up_cl", "worker-0", 41.0),
+                                       ("flood", "up_cc", "channel-0", 56.0),
+                                       ("idle", "down_cl", None, 95.0))]
+    outcomes = [o for w in windows for o in fault_scoring.score_window(w)]
+    (root / "faults").mkdir(parents=True, exist_ok=True)
+    write_csv(root / "faults" / "faults.csv", [o.row() for o in outcomes],
+              fault_scoring.OUTCOME_FIELDS)
+    write_csv(root / "faults" / "labels.csv",
+              [s.row() for s in fault_scoring.per_label(outcomes)], fault_scoring.LABEL_FIELDS)
     for exp in ("fig9", "fig10", "stream", "fig11", "fig12", "fig13", "policies", "table4",
                 "faults"):
         report.write_summary(root / exp, title=f"synthetic {exp}", command="make bench",
