@@ -249,6 +249,12 @@ def run_window(topo: Topology, platform: Platform, fault: Fault, repeat: int, ru
             return Run(repeat, None, f"{type(exc).__name__}: {exc}"[:400])
 
 
+def unhealthy(platform: Platform) -> list[str]:
+    """The topology's initially active nodes that do not answer their health probe."""
+    return [r.node.name for r in platform.status()
+            if r.node.initial_state == "active" and r.health != "ok"]
+
+
 def progress_line(i: int, n: int, fault: Fault, run: Run) -> str:
     head = f"[{i}/{n}] {fault.name} r{run.repeat}"
     if run.window is None:
@@ -311,12 +317,17 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, _term)
     platform = Platform(topo)
+    if bad := unhealthy(platform):
+        print(f"error: the platform is not up ({', '.join(bad)} not healthy): make up",
+              file=sys.stderr)
+        return 2
     work = state_dir() / "bench" / "faults"
     work.mkdir(parents=True, exist_ok=True)
     rules = short_rules(work / "rules.yaml", HOLD_S)
     t_start, started = time.monotonic(), now_iso()
     plan = [(r, specs[n]) for r in range(1, repeats + 1) for n in chosen]
     runs: list[tuple[Fault, Run]] = []
+    aborted = ""
     quiet_since = time.time() - QUERY_WINDOW_S
     shared = SharedJob(topo, work)
     try:
@@ -328,9 +339,17 @@ def main(argv: list[str] | None = None) -> int:
             print(progress_line(i, len(plan), fault, run), flush=True)
             quiet_since = time.time()
             runs.append((fault, run))
+            if run.window is None and (bad := unhealthy(platform)):
+                aborted = (f"stopped after window {i} of {len(plan)}: "
+                           f"{', '.join(bad)} not healthy")
+                print(aborted, flush=True)
+                break
     finally:
         shared.stop()
-        restore_initial(topo, platform)
+        try:
+            restore_initial(topo, platform)
+        except Exception as exc:  # the results so far are still written
+            print(f"warning: could not restore the initial state: {exc!r}"[:300], flush=True)
 
     windows = [r.window for _, r in runs if r.window is not None]
     outcomes: list[Outcome] = [o for w in windows for o in score_window(w)]
@@ -364,6 +383,8 @@ def main(argv: list[str] | None = None) -> int:
         notes.append(f"Left out on this topology: {', '.join(left_out)}.")
     if failed:
         notes.append("Windows that could not run (not scored): " + "; ".join(failed))
+    if aborted:
+        notes.append(f"The run {aborted}.")
     cmd = "make bench-faults" + (f" BENCH_ARGS=\"{' '.join(argv or sys.argv[1:])}\""
                                  if (argv or sys.argv[1:]) else "")
     write_summary(

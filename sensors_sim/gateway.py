@@ -162,6 +162,10 @@ class Gateway:
     def _on_control_channel(self, ch: object) -> None:
         self._control_backoff = 0.5
         ch.add_on_close_callback(self._control_channel_closed)  # type: ignore[attr-defined]
+        # RabbitMQ cancels a stream consumer when the stream's member restarts (it does so
+        # after a broker boot); pika then drops the consumer silently and channel and
+        # connection stay open and deaf. Treat it like a closed channel: reconnect.
+        ch.add_on_cancel_callback(self._control_consumer_cancelled)  # type: ignore[attr-defined]
         ch.basic_qos(prefetch_count=200)  # type: ignore[attr-defined]
         # The end of the routing stream holds the newest table; commands only from now on.
         ch.basic_consume(ROUTING_STREAM, self._on_table_message,  # type: ignore[attr-defined]
@@ -176,6 +180,15 @@ class Gateway:
         if self._stopping:
             return
         event(log, "control_channel_closed", logging.WARNING, error=repr(err))
+        conn = self._control
+        if conn is not None and conn.is_open:
+            conn.close()
+
+    def _control_consumer_cancelled(self, frame: object) -> None:
+        if self._stopping:
+            return
+        event(log, "control_consumer_cancelled", logging.WARNING,
+              consumer=getattr(getattr(frame, "method", None), "consumer_tag", None))
         conn = self._control
         if conn is not None and conn.is_open:
             conn.close()

@@ -87,7 +87,8 @@ def test_two_minute_run_with_routing_change_and_broker_restart_loses_nothing(
     # Both tables were applied by the gateway, each within 1 s of being issued.
     applied = [json.loads(line) for line in stderr if '"routing_applied"' in line]
     lags = {e["version"]: e["apply_lag_ms"] for e in applied}
-    assert wide.version in lags and narrow.version in lags, applied
+    control = [line for line in stderr if '"control_' in line]
+    assert wide.version in lags and narrow.version in lags, (applied, control[-20:])
     assert lags[wide.version] < 1000 and lags[narrow.version] < 1000, lags
     assert any('"disconnected"' in line for line in stderr), "the restart was not noticed"
 

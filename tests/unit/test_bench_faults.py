@@ -174,6 +174,13 @@ def test_main_writes_the_results_with_the_live_windows_stubbed(tmp_path, monkeyp
         return fi.Run(repeat, _win(fault.expected, obs, fault.allowed, fault=fault.name,
                                    repeat=repeat), setup_s=5)
 
+    class HealthyPlatform:
+        def __init__(self, topo):
+            pass
+
+        def status(self):
+            return []
+
     class NoJob:
         def __init__(self, *a):
             pass
@@ -183,7 +190,7 @@ def test_main_writes_the_results_with_the_live_windows_stubbed(tmp_path, monkeyp
 
     monkeypatch.setattr(fi, "run_window", fake_window)
     monkeypatch.setattr(fi, "restore_initial", lambda *a: None)
-    monkeypatch.setattr(fi, "Platform", lambda topo: None)
+    monkeypatch.setattr(fi, "Platform", HealthyPlatform)
     monkeypatch.setattr(fi, "SharedJob", NoJob)
     assert fi.main(["--quick"]) == 0
     out = tmp_path / "results" / "faults"
@@ -200,3 +207,45 @@ def test_main_writes_the_results_with_the_live_windows_stubbed(tmp_path, monkeyp
     assert doc["ours"]["windows detected"]["flood"] == "1/1"
     assert "straggler r1: RuntimeError: no executors" in doc["notes"]
     assert json.loads((out / "summary.json").read_text())["per_label"][0]["label"] == "up_cl"
+
+
+def test_main_refuses_a_platform_that_is_not_up(tmp_path, monkeypatch, capsys):
+    from types import SimpleNamespace
+
+    monkeypatch.setenv("VPP_RESULTS", str(tmp_path / "results"))
+    down = SimpleNamespace(node=SimpleNamespace(name="channel-0", initial_state="active"),
+                           health="down")
+    monkeypatch.setattr(fi, "Platform", lambda topo: SimpleNamespace(status=lambda: [down]))
+    monkeypatch.setattr(fi, "run_window", lambda *a: pytest.fail("a window ran"))
+    assert fi.main(["--quick"]) == 2
+    assert "channel-0 not healthy" in capsys.readouterr().err
+    assert not (tmp_path / "results" / "faults").exists()
+
+
+def test_main_stops_when_the_platform_goes_down_and_keeps_what_ran(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    monkeypatch.setenv("VPP_RESULTS", str(tmp_path / "results"))
+    monkeypatch.setenv("VPP_STATE_DIR", str(tmp_path / "state"))
+    down = SimpleNamespace(node=SimpleNamespace(name="channel-0", initial_state="active"),
+                           health="down")
+    health = iter([[], [], [down]])        # pre-flight, after window 2, after window 3
+    monkeypatch.setattr(fi, "Platform",
+                        lambda topo: SimpleNamespace(status=lambda: next(health)))
+    ran = []
+
+    def fake_window(topo, platform, fault, repeat, *rest):
+        ran.append(fault.name)
+        if fault.name == "flood":
+            return fi.Run(repeat, _win(fault.expected, [(40, "up_cc", "channel-0")],
+                                       fault=fault.name))
+        return fi.Run(repeat, None, "ProbableAuthenticationError: 403")
+
+    monkeypatch.setattr(fi, "run_window", fake_window)
+    monkeypatch.setattr(fi, "restore_initial", lambda *a: (_ for _ in ()).throw(OSError("x")))
+    monkeypatch.setattr(fi, "SharedJob", lambda *a: SimpleNamespace(stop=lambda: None))
+    assert fi.main(["--quick"]) == 0
+    assert ran == ["flood", "nominal", "idle"]
+    doc = read_summary(tmp_path / "results" / "faults" / "summary.json")
+    assert "stopped after window 3 of 5: channel-0 not healthy" in doc["notes"]
+    assert doc["ours"]["windows detected"] == {"flood": "1/1"}
