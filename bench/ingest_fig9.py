@@ -367,9 +367,10 @@ def raw_reference(params: Any, bodies: Sequence[bytes], seconds: float,
     persistent JSON messages like the gateway's."""
     import pika
 
+    from infra.amqp import PERSISTENT_JSON
     from ingest.topology import TELEMETRY_EXCHANGE
 
-    props = pika.BasicProperties(delivery_mode=2, content_type="application/json")
+    props = PERSISTENT_JSON  # the gateway's properties, without mandatory or confirms
     conn = pika.BlockingConnection(params)
     n = nbytes = 0
     k = len(bodies)

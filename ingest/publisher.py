@@ -289,7 +289,8 @@ class ChannelPublisher:
             msg = pending.pop(tag, None)
             done = [msg] if msg is not None else []
         if isinstance(method, pika.spec.Basic.Ack):
-            back = [m for m in done if m.body in self._s.returned]
+            # Almost always empty: no per-confirm hashing of bodies unless something came back.
+            back = [m for m in done if m.body in self._s.returned] if self._s.returned else []
             if back:
                 self._s.returned.difference_update(m.body for m in back)
                 done = [m for m in done if m not in back]
