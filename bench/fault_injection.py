@@ -26,10 +26,13 @@ Faults (expected output in brackets):
   once the hold time has passed];
 * ``nominal``: 200 readings/s into the initial platform [no scale label: 0];
 * ``straggler``: three workers, a busy loop in one of them, 300 readings/s [that worker
-  flagged as a straggler; R_up^CL naming it or no label are not wrong].
+  flagged as a straggler; R_up^CL naming it or no label are not wrong];
+* ``memory_pressure``: three workers, one's resident memory filled to 90 % of its limit,
+  300 readings/s [not scored: whether memory pressure makes a straggler is what Fig. 11b asks].
 
 Writes ``results/faults/``: ``faults.csv`` (a row per window and label class), ``labels.csv``
-(precision and recall per label class), ``summary.json``. Logs of each window under
+(precision and recall per label class), ``summary.json``; and ``results/fig11/`` from the two
+straggler windows (:mod:`bench.fig11_stragglers`). Logs of each window under
 ``.state/bench/faults/``.
 """
 
@@ -45,6 +48,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from autoscaler.realise import restore_initial
+from bench import fig11_stragglers
 from bench.common import md_table, results_dir, write_csv
 from bench.fault_scoring import (
     LABEL_FIELDS,
@@ -67,6 +71,7 @@ from bench.faults import (
     NOMINAL_LOAD,
     DiagnoserProc,
     cpu_burner,
+    memory_hog,
     woken,
 )
 from bench.live import Fleet, Job, hdfs_scratch, latest_job, wait_for
@@ -87,7 +92,7 @@ JOB_ARGS = ("--max-rows-per-trigger", "3000")   # as in the diagnoser's burner t
 WARM_UP_TIMEOUT_S = 240
 # Run order within a repeat: the flood has no consumer, so it goes before the job starts; the
 # windows that leave the job behind (slow tasks, backlog) come last.
-SPEC_ORDER = ("flood", "nominal", "idle", "straggler", "cpu_burner")
+SPEC_ORDER = ("flood", "nominal", "idle", "memory_pressure", "straggler", "cpu_burner")
 
 
 @dataclass(frozen=True)
@@ -103,6 +108,7 @@ class Fault:
     wake: tuple[str, ...] = ()               # dormant nodes awake for the window
     load: tuple[str, ...] | None = None      # fleet arguments (the window adds --duration)
     burn: str | None = None                  # node whose container runs a busy loop
+    hog: str | None = None                   # node whose container's memory is filled
 
 
 def faults(topo: Topology) -> dict[str, Fault]:
@@ -131,6 +137,13 @@ def faults(topo: Topology) -> dict[str, Fault]:
             "straggler", f"3 workers, busy loop on {slow}, 300 readings/s", 90,
             (Expect(STRAGGLER, slow),), (Expect("up_cl", slow), Expect(NONE)), job=True,
             wake=tuple(spare_workers[:2]), load=STRAGGLER_LOAD, burn=slow)
+        # Fig. 11b: not scored (whether memory pressure makes a straggler is the question),
+        # so nothing is expected and its outputs on the loaded node are not wrong.
+        out["memory_pressure"] = Fault(
+            "memory_pressure", f"3 workers, {slow}'s memory filled to 90 % of its limit, "
+            "300 readings/s", 90, (),
+            (Expect(STRAGGLER, slow), Expect("up_cl", slow), Expect(NONE)), job=True,
+            wake=tuple(spare_workers[:2]), load=STRAGGLER_LOAD, hog=slow)
     return {k: out[k] for k in SPEC_ORDER if k in out}
 
 
@@ -201,6 +214,7 @@ class Run:
     window: Window | None
     error: str = ""
     setup_s: float = 0.0
+    evaluations: int = 0     # diagnoser evaluations in the window
 
 
 def run_window(topo: Topology, platform: Platform, fault: Fault, repeat: int, rules: Path,
@@ -234,6 +248,8 @@ def run_window(topo: Topology, platform: Platform, fault: Fault, repeat: int, ru
                 stack.callback(fleet.stop)
             if fault.burn is not None:
                 stack.enter_context(cpu_burner(topo, fault.burn, fault.window_s + 15))
+            if fault.hog is not None:
+                stack.enter_context(memory_hog(topo, fault.hog, fault.window_s + 15))
             while time.time() < t0 + fault.window_s:
                 if not diag.alive():
                     raise RuntimeError(f"the diagnoser exited ({diag.proc.returncode}); see "
@@ -244,7 +260,8 @@ def run_window(topo: Topology, platform: Platform, fault: Fault, repeat: int, ru
                 time.sleep(1)
             end = time.time()
             return Run(repeat, Window(fault.name, repeat, t0, end, fault.expected,
-                                      tuple(diag.observations()), fault.allowed), setup_s=setup_s)
+                                      tuple(diag.observations()), fault.allowed), setup_s=setup_s,
+                       evaluations=sum(1 for e in diag.events if e["ts"] <= end))
         except Exception as exc:  # the window is not scored; the others still run
             return Run(repeat, None, f"{type(exc).__name__}: {exc}"[:400])
 
@@ -253,6 +270,10 @@ def unhealthy(platform: Platform) -> list[str]:
     """The topology's initially active nodes that do not answer their health probe."""
     return [r.node.name for r in platform.status()
             if r.node.initial_state == "active" and r.health != "ok"]
+
+
+def expectation(expected: tuple[Expect, ...]) -> str:
+    return ", ".join(e.describe() for e in expected) or "not scored (Fig. 11)"
 
 
 def progress_line(i: int, n: int, fault: Fault, run: Run) -> str:
@@ -268,7 +289,7 @@ def progress_line(i: int, n: int, fault: Fault, run: Run) -> str:
         when = f" {o.first_s:.0f} s" if o.first_s is not None else ""
         parts.append(f"{o.label}{who} {o.verdict}{when}")
     return (f"{head}: {w.end - w.start:.0f} s after {run.setup_s:.0f} s set-up; "
-            f"expected {', '.join(e.describe() for e in w.expected)}; "
+            f"expected {expectation(w.expected)}; "
             f"got {'; '.join(parts) or 'nothing'}")
 
 
@@ -285,7 +306,7 @@ def fault_table(scores: list[FaultScore], specs: dict[str, Fault]) -> str:
     return md_table(("fault", "injected", "expected", "windows detected",
                      "first correct output s (median)"),
                     [(f.fault, specs[f.fault].what,
-                      ", ".join(e.describe() for e in specs[f.fault].expected),
+                      expectation(specs[f.fault].expected),
                       f"{f.detected}/{f.windows}",
                       "n/a" if f.median_first_s is None else f"{f.median_first_s:.0f}")
                      for f in scores])
@@ -372,10 +393,13 @@ def main(argv: list[str] | None = None) -> int:
         "expectation; `none` has no time (it is judged at the end of the window).",
         "Stragglers: the diagnoser flags a task whose duration (per record) exceeds its "
         "stage's median by 3 robust spreads (1.48 MAD, at least 10 % of the median) among at "
-        "least 5 tasks of the stage, or a node whose processing rate is 3 spreads below the "
+        "least 5 tasks of the stage; a node whose processing rate is 3 spreads below the "
         "median of at least 3 nodes (records per busy second; tasks per busy second as soon "
-        "as any task read no input records, e.g. a shuffle task). The straggler window runs "
-        "three workers so that the node rule can apply.",
+        "as any task read no input records, e.g. a shuffle task); or a node whose tasks take "
+        "more than 1.5 times its peers' typical share of the same stages' medians (stages of "
+        "at least 100 ms on two or more nodes). The straggler windows run three workers so "
+        "that the node rules can apply; `memory_pressure` is not scored, it feeds Fig. 11b "
+        "(results/fig11/).",
         "Precision and recall of the resource model (paper Fig. 7: 0.874 / 0.913) score the "
         "decision tree, not Alg. 2; the paper gives no precision or recall for its diagnoser.",
     ]
@@ -398,6 +422,11 @@ def main(argv: list[str] | None = None) -> int:
               "windows detected": {f.fault: f"{f.detected}/{f.windows}" for f in by_fault}},
         per_label=[s.row() for s in labels], notes="\n\n".join(notes),
         files=["faults.csv", "labels.csv"])
+    fig11_stragglers.write(
+        out.parent / "fig11", topo,
+        [(r.window, r.evaluations) for _, r in runs if r.window is not None],
+        {f.name: f.burn or f.hog or "" for f in specs.values()}, cmd, args.quick or repeats == 1,
+        started, time.monotonic() - t_start)
     print(label_table(labels))
     print(fault_table(by_fault, specs))
     return 1 if failed and not windows else 0

@@ -78,14 +78,13 @@ def observations(events: list[dict]) -> list[Observation]:
 
 
 @contextlib.contextmanager
-def cpu_burner(topo: Topology, node: str, seconds: float) -> Iterator[subprocess.Popen]:
-    """One busy Python loop inside ``node``'s container (its CPU quota is well below a core, so
-    one loop saturates it) for at most ``seconds``; killed by its pid on exit."""
+def _in_container(topo: Topology, node: str, seconds: float, command: str
+                  ) -> Iterator[subprocess.Popen]:
+    """``command`` inside ``node``'s container for at most ``seconds``; killed by pid on exit."""
     container = topo.container_name(node)
-    pid_file = f"/tmp/vpp-burner-{uuid.uuid4().hex[:8]}.pid"
-    # `timeout` bounds it even if this process dies; it passes a TERM on to the loop.
-    script = (f"echo $$ > {pid_file}; exec timeout {max(1, round(seconds))} "
-              "python3 -c 'while True: pass'")
+    pid_file = f"/tmp/vpp-fault-{uuid.uuid4().hex[:8]}.pid"
+    # `timeout` bounds it even if this process dies; it passes a TERM on to the command.
+    script = f"echo $$ > {pid_file}; exec timeout {max(1, round(seconds))} {command}"
     proc = subprocess.Popen(["docker", "exec", container, "sh", "-c", script],
                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
@@ -101,6 +100,50 @@ def cpu_burner(topo: Topology, node: str, seconds: float) -> Iterator[subprocess
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=30)
+
+
+def cpu_burner(topo: Topology, node: str, seconds: float
+               ) -> contextlib.AbstractContextManager[subprocess.Popen]:
+    """One busy Python loop inside ``node``'s container (its CPU quota is well below a core, so
+    one loop saturates it) for at most ``seconds``."""
+    return _in_container(topo, node, seconds, "python3 -c 'while True: pass'")
+
+
+# Holds the container's working set (usage minus inactive page cache, what the agent reports;
+# cgroup v2 or v1) at `fill` of its memory limit: 16 MB blocks, every page touched so they are
+# resident, added while below the target and given back while above it. A one-shot allocation
+# is OOM-killed as soon as the executor's JVM grows (measured: at 19 s, 90 % of 1.5 GB).
+_HOG = """
+import os, time
+v2 = os.path.exists('/sys/fs/cgroup/memory.max')
+d = '/sys/fs/cgroup/' if v2 else '/sys/fs/cgroup/memory/'
+def read(name):
+    return open(d + name).read()
+limit = int(read('memory.max' if v2 else 'memory.limit_in_bytes'))
+block, held = 16 << 20, []
+while True:
+    stat = dict(line.split() for line in read('memory.stat').splitlines())
+    used = int(read('memory.current' if v2 else 'memory.usage_in_bytes'))
+    ws = used - int(stat.get('inactive_file' if v2 else 'total_inactive_file', 0))
+    if ws < limit * {fill} - block:
+        b = bytearray(block)
+        for i in range(0, block, 4096):
+            b[i] = 1
+        held.append(b)
+        continue
+    if ws > limit * ({fill} + 0.03) and held:
+        held.pop()
+    time.sleep(0.2)
+"""
+
+
+def memory_hog(topo: Topology, node: str, seconds: float, fill: float = 0.9
+               ) -> contextlib.AbstractContextManager[subprocess.Popen]:
+    """Memory pressure inside ``node``'s container: its working set held at ``fill`` of its
+    limit for at most ``seconds``."""
+    if not 0 < fill < 1:
+        raise ValueError(f"fill: must be in (0, 1), got {fill}")
+    return _in_container(topo, node, seconds, f"python3 -c \"{_HOG.format(fill=fill)}\"")
 
 
 @contextlib.contextmanager

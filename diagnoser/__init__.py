@@ -17,6 +17,7 @@ from .stragglers import (
     node_rates,
     node_stragglers,
     robust_stragglers,
+    stage_relative_node_stragglers,
 )
 from .window import MetricsWindow, WindowError, build_window, points_from_rows
 
@@ -44,4 +45,5 @@ __all__ = [
     "parse_rules",
     "points_from_rows",
     "robust_stragglers",
+    "stage_relative_node_stragglers",
 ]

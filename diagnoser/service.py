@@ -21,7 +21,13 @@ from prometheus_client import Counter, Gauge
 from diagnoser.engine import Engine
 from diagnoser.labels import Diagnosis, RcaLabel
 from diagnoser.paper import PaperThresholds, diagnose_paper
-from diagnoser.stragglers import Straggler, node_rates, node_stragglers, robust_stragglers
+from diagnoser.stragglers import (
+    Straggler,
+    node_rates,
+    node_stragglers,
+    robust_stragglers,
+    stage_relative_node_stragglers,
+)
 from diagnoser.window import build_window
 from infra import logs
 from infra.amqp import amqp_params, publish_stored
@@ -124,7 +130,8 @@ class Diagnoser:
             diags = diagnose_paper(window, self.paper, now=now)
         else:
             self.state, diags = self.engine.evaluate(self.state, window, now)
-        stragglers = robust_stragglers(window.tasks) + node_stragglers(node_rates(window.tasks))
+        stragglers = (robust_stragglers(window.tasks) + node_stragglers(node_rates(window.tasks))
+                      + stage_relative_node_stragglers(window.tasks))
         self._emit(diags, stragglers, now, active, len(window.rejected))
         return diags
 

@@ -11,7 +11,11 @@ Two detectors over ``spark_task`` samples (``MetricsWindow.tasks``), both pure:
   ~0, do not turn millisecond jitter into stragglers.
 
 Peers are the tasks of the same stage: tasks of different stages do different work. Node-level
-variants compare per-node processing rates (records/s) the same two ways.
+variants compare per-node processing rates (records/s) the same two ways, and
+:func:`stage_relative_node_stragglers` compares nodes like with like: each task against its own
+stage's median, then each node's typical slowness against its peers' (AutoDiagn's 1.5 factor).
+On the live job (three tasks per stage, one per worker) that is the only comparison with
+enough peers, and it does not mistake a node that happened to run the long stages for a slow one.
 """
 
 from __future__ import annotations
@@ -139,3 +143,43 @@ def node_stragglers(rates: Mapping[str, float], *, method: str = "robust",
         line = med - k * spread
         slow = [(n, r) for n, r in items if r < line]
     return [Straggler(n, method, "rate", r, med, line, len(items)) for n, r in slow]
+
+
+def stage_relative_node_stragglers(tasks: Iterable[SparkTaskSample], *, factor: float = 1.5,
+                                   min_stage_ms: float = 100.0, min_tasks: int = 2
+                                   ) -> list[Straggler]:
+    """Nodes whose tasks are typically ``factor`` times slower than their peers' on the same
+    stages.
+
+    Each task's cost (ms per record when every task of its stage read records, else ms) is
+    divided by its stage's median; stages run on a single node, or whose median task is under
+    ``min_stage_ms`` (scheduling jitter, not work), are skipped. A node's slowness is the median
+    of its ratios (at least ``min_tasks``); it is a straggler when that exceeds ``factor`` times
+    the median slowness of the other nodes: AutoDiagn's ``perf * 1.5 < median`` with
+    ``perf = 1 / slowness``. ``observed`` and ``median`` are those slownesses.
+    """
+    if factor <= 1 or min_stage_ms < 0 or min_tasks < 1:
+        raise ValueError("factor: must be > 1, min_stage_ms >= 0, min_tasks >= 1")
+    ratios: dict[str, list[float]] = defaultdict(list)
+    for group in _groups(tasks, by_stage=True).values():
+        if len({t.node for t in group}) < 2:
+            continue
+        records = _with_records(group)
+        cost = [t.duration_ms / (t.input_records or 1.0) if records else t.duration_ms
+                for t in group]
+        med = median(cost)
+        if med <= 0 or median(t.duration_ms for t in group) < min_stage_ms:
+            continue
+        for t, c in zip(group, cost, strict=True):
+            ratios[t.node].append(c / med)
+    slowness = {n: median(r) for n, r in sorted(ratios.items()) if len(r) >= min_tasks}
+    out = []
+    for node, slow in slowness.items():
+        peers = [v for n, v in slowness.items() if n != node]
+        if not peers:
+            continue
+        peer = median(peers)
+        if slow > factor * peer:
+            out.append(Straggler(node, "stage_relative", "x_stage_median", slow, peer,
+                                 factor * peer, len(slowness)))
+    return out

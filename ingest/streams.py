@@ -45,6 +45,11 @@ def _close_quietly(conn: pika.BlockingConnection) -> None:
 STREAM_READY_TIMEOUT_S = 30.0
 
 
+class ConsumerCancelled(Exception):
+    """The broker cancelled the stream consumer (it does when a member of the stream restarts);
+    pika's blocking ``consume`` then just ends, which would look like the end of the stream."""
+
+
 def read_stream(params: pika.ConnectionParameters, stream: str, start: int | str = "first",
                 end: int | None = None, idle_s: float = 1.0, prefetch: int = 1000,
                 limit: int | None = None,
@@ -53,24 +58,32 @@ def read_stream(params: pika.ConnectionParameters, stream: str, start: int | str
 
     Without ``end`` the read stops after ``idle_s`` without a delivery. ``start`` may be an
     offset or one of first/last/next. A stream not ready yet is retried for ``ready_timeout_s``
-    (only before anything was delivered).
+    from the offset after the last delivery. A consumer the broker cancels is resubscribed at the
+    offset after the last one delivered, so a cancel never shortens a read silently.
     """
     deadline = time.monotonic() + ready_timeout_s
     pause = 0.5
+    delivered = 0
     while True:
-        delivered = False
         try:
-            for msg in _read_once(params, stream, start, end, idle_s, prefetch, limit):
-                delivered = True
+            for msg in _read_once(params, stream, start, end, idle_s, prefetch,
+                                  None if limit is None else limit - delivered):
+                delivered += 1
+                start = msg.offset + 1   # a retry resumes exactly after the last delivery
                 yield msg
             return
+        except ConsumerCancelled:
+            log.warning("stream %s: consumer cancelled by the broker; resubscribing at %s",
+                        stream, start)
+            deadline = time.monotonic() + ready_timeout_s   # the member restarting gets its time
         except (pika.exceptions.AMQPConnectionError, pika.exceptions.ChannelClosedByBroker,
                 pika.exceptions.ConnectionClosedByBroker) as exc:
-            if delivered or not _not_ready(exc) or time.monotonic() + pause > deadline:
+            if not _not_ready(exc) or time.monotonic() + pause > deadline:
                 raise
-            log.warning("stream %s not ready (%r): retrying in %.1f s", stream, exc, pause)
-            time.sleep(pause)
-            pause = min(pause * 2, 4.0)
+            log.warning("stream %s not ready (%r): retrying at %s in %.1f s",
+                        stream, exc, start, pause)
+        time.sleep(pause)
+        pause = min(pause * 2, 4.0)
 
 
 def _not_ready(exc: Exception) -> bool:
@@ -96,12 +109,16 @@ def _read_once(params: pika.ConnectionParameters, stream: str, start: int | str,
                 continue  # a bounded read waits for the range to arrive
             offset = int((props.headers or {}).get("x-stream-offset", -1))
             ch.basic_ack(method.delivery_tag)
+            if isinstance(start, int) and 0 <= offset < start:
+                continue   # a subscription may start at the chunk holding ``start``
             if end is not None and offset >= end:
                 return
             yield StreamMessage(offset, method.routing_key, dict(props.headers or {}), body)
             n += 1
             if (limit is not None and n >= limit) or (end is not None and offset + 1 >= end):
                 return
+        # consume() ended without our return: only a broker-sent basic.cancel does that.
+        raise ConsumerCancelled(stream)
     finally:
         _close_quietly(conn)
 

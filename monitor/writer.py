@@ -144,6 +144,10 @@ class Writer:
                 self._flush(ch)
         if self.last_tag:
             self._flush(ch)
+        if not self.stop:
+            # consume() ends on its own only when the broker cancels the consumer (a quorum
+            # queue leader moved): the loop in run() reconnects.
+            event(log, "consumer_cancelled", queue=METRICS_QUEUE)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,7 +4,8 @@ Offsets are ``{channel: next_offset}`` over every channel's telemetry stream. Ea
 
 * the channels are those of the latest routing table (re-read every few seconds from the home
   channel's routing stream) plus every channel already in the offset: a newly woken channel is
-  picked up without a restart, and a channel leaving the table is still read to its end;
+  picked up without a restart (it joins at its first retained offset, read from the next
+  batch on), and a channel leaving the table is still read to its end;
 * the end of each stream is probed (subscribe at ``last``: the last chunk's highest offset + 1);
   an unreachable channel simply makes no progress this trigger;
 * a read limit (``maxRowsPerTrigger``) is shared between channels in proportion to backlog;
@@ -252,16 +253,24 @@ class RabbitStreamReader(DataSourceStreamReader):
         return ReadMaxRows(self.max_rows) if self.max_rows else ReadAllAvailable()
 
     def latestOffset(self, start: dict, limit: ReadLimit) -> dict:
-        channels = sorted(set(start) | set(self.routed_channels()))
         ends = {}
-        for ch in channels:
-            at = int(start.get(ch, 0))
+        for ch in sorted(set(self.routed_channels()) - set(start)):
+            # A channel seen for the first time (woken, or routed after the query began) joins
+            # at its first retained offset, with no rows this batch: offset 0 may already be
+            # gone to retention, and reading from it would fail the query.
+            try:
+                ends[ch] = self._first(ch)
+            except Exception:
+                continue   # not answering yet: a later trigger picks it up
+            _log("channel_joined", channel=ch, at=ends[ch])
+        for ch in sorted(start):
+            at = int(start[ch])
             end = self._end(ch)
             ends[ch] = at if end is None else max(at, end)
         if isinstance(limit, ReadMaxRows):
-            backlog = {ch: ends[ch] - int(start.get(ch, 0)) for ch in channels}
+            backlog = {ch: ends[ch] - int(start[ch]) for ch in start}
             take = share_limit(backlog, limit.max_rows)
-            ends = {ch: int(start.get(ch, 0)) + take[ch] for ch in channels}
+            ends.update({ch: int(start[ch]) + take[ch] for ch in start})
         _log("latest_offset", start=start, end=ends, limit=type(limit).__name__)
         return ends
 
@@ -272,7 +281,8 @@ class RabbitStreamReader(DataSourceStreamReader):
         _log("partitions", start=start, end=end)
         parts = []
         for ch, stop in sorted(end.items()):
-            for a, b in split_range(int(start.get(ch, 0)), int(stop), self.partition_rows,
+            # a channel missing from start joined this batch at ``stop``: nothing to read yet
+            for a, b in split_range(int(start.get(ch, stop)), int(stop), self.partition_rows,
                                     self.min_partitions):
                 parts.append(StreamRange(ch, self.addresses[ch], self.user, self.password,
                                          self.stream, a, b))
@@ -286,16 +296,42 @@ class RabbitStreamReader(DataSourceStreamReader):
 
 
 def read_range(p: StreamRange, stall_s: float = 30.0) -> Iterator[tuple]:
-    """Yield (channel, offset, routing_key, body, ingest_ms) for offsets [start, end)."""
+    """Yield (channel, offset, routing_key, body, ingest_ms) for offsets [start, end).
+
+    The broker cancels a stream consumer when a member of the stream restarts, and pika's
+    ``consume`` then simply ends: the range is resubscribed from the next offset, since
+    returning early would let Spark commit offsets whose readings it never read."""
+    expected = p.start
+    if expected >= p.end:
+        return
+    for attempt in range(1, RESUBSCRIBE_ATTEMPTS + 1):
+        for row in _subscribe(p, expected, stall_s):
+            yield row
+            expected = row[1] + 1
+        if expected >= p.end:
+            return
+        _log("consumer_cancelled", channel=p.channel, stream=p.stream, at=expected,
+             end=p.end, attempt=attempt)
+        time.sleep(min(0.5 * attempt, 4.0))
+    raise RuntimeError(f"{p.channel}/{p.stream}: consumer cancelled {RESUBSCRIBE_ATTEMPTS} times "
+                       f"at offset {expected} (wanted up to {p.end})")
+
+
+# A restarting stream member cancels consumers once or twice; more means something is wrong.
+RESUBSCRIBE_ATTEMPTS = 10
+
+
+def _subscribe(p: StreamRange, start: int, stall_s: float) -> Iterator[tuple]:
+    """One subscription from ``start``: rows until ``p.end``, or until the broker cancels."""
     import pika
 
     conn = pika.BlockingConnection(_params(p.address, p.user, p.password))
     try:
         ch = conn.channel()
         ch.basic_qos(prefetch_count=2000)
-        expected = p.start
+        expected = start
         last_delivery = time.monotonic()
-        for method, props, body in ch.consume(p.stream, arguments={"x-stream-offset": p.start},
+        for method, props, body in ch.consume(p.stream, arguments={"x-stream-offset": start},
                                               inactivity_timeout=1.0):
             if method is None:
                 if time.monotonic() - last_delivery > stall_s:

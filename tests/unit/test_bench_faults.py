@@ -10,6 +10,7 @@ import json
 import pytest
 
 from bench import fault_injection as fi
+from bench import fig11_stragglers as fig11
 from bench.fault_scoring import (
     LABEL_FIELDS,
     OUTCOME_FIELDS,
@@ -152,12 +153,16 @@ def test_observations_from_diagnosis_events():
 
 def test_the_fault_set_of_the_shipped_topology():
     specs = fi.faults(load_topology())
-    assert list(specs) == ["flood", "nominal", "idle", "straggler", "cpu_burner"]
+    assert list(specs) == ["flood", "nominal", "idle", "memory_pressure", "straggler",
+                           "cpu_burner"]
     assert specs["cpu_burner"].burn == "worker-0"
     assert specs["cpu_burner"].expected == (Expect("up_cl", "worker-0"),)
     assert specs["flood"].expected == (Expect("up_cc", "channel-0"),) and not specs["flood"].job
     assert specs["straggler"].burn in specs["straggler"].wake
     assert specs["idle"].wake == ("worker-1", "channel-1")
+    mem = specs["memory_pressure"]
+    assert mem.hog == specs["straggler"].burn and mem.burn is None and mem.expected == ()
+    assert Expect("straggler", mem.hog) in mem.allowed and mem.wake == specs["straggler"].wake
 
 
 def test_main_writes_the_results_with_the_live_windows_stubbed(tmp_path, monkeypatch):
@@ -192,12 +197,15 @@ def test_main_writes_the_results_with_the_live_windows_stubbed(tmp_path, monkeyp
     monkeypatch.setattr(fi, "restore_initial", lambda *a: None)
     monkeypatch.setattr(fi, "Platform", HealthyPlatform)
     monkeypatch.setattr(fi, "SharedJob", NoJob)
+    monkeypatch.setattr(fig11, "node_samples", lambda topo, start, end: [
+        fig11.Sample(start + 1, "worker-2", 50.0, 91.0)])
     assert fi.main(["--quick"]) == 0
     out = tmp_path / "results" / "faults"
     rows = list(csv.DictReader((out / "faults.csv").open()))
     assert {(r["fault"], r["label"], r["verdict"]) for r in rows} == {
         ("flood", "up_cc", "tp"), ("nominal", "none", "tp"), ("idle", "down_cl", "tp"),
-        ("idle", "down_cc", "fn"), ("cpu_burner", "up_cl", "fn+fp")}
+        ("idle", "down_cc", "fn"), ("cpu_burner", "up_cl", "fn+fp"),
+        ("memory_pressure", "none", "allowed")}     # not scored: neither a TP nor an FP
     labels = {r["label"]: r for r in csv.DictReader((out / "labels.csv").open())}
     assert labels["up_cl"]["precision"] == "0.0" and labels["up_cc"]["recall"] == "1.0"
     doc = read_summary(out / "summary.json")
@@ -207,6 +215,9 @@ def test_main_writes_the_results_with_the_live_windows_stubbed(tmp_path, monkeyp
     assert doc["ours"]["windows detected"]["flood"] == "1/1"
     assert "straggler r1: RuntimeError: no executors" in doc["notes"]
     assert json.loads((out / "summary.json").read_text())["per_label"][0]["label"] == "up_cl"
+    f11 = read_summary(tmp_path / "results" / "fig11" / "summary.json")   # the memory window
+    assert f11["ours"]["memory_pressure"]["loaded node memory % (mean)"] == 91.0
+    assert (tmp_path / "results" / "fig11" / "fig11.png").stat().st_size > 0
 
 
 def test_main_refuses_a_platform_that_is_not_up(tmp_path, monkeypatch, capsys):
@@ -247,5 +258,23 @@ def test_main_stops_when_the_platform_goes_down_and_keeps_what_ran(tmp_path, mon
     assert fi.main(["--quick"]) == 0
     assert ran == ["flood", "nominal", "idle"]
     doc = read_summary(tmp_path / "results" / "faults" / "summary.json")
-    assert "stopped after window 3 of 5: channel-0 not healthy" in doc["notes"]
+    assert "stopped after window 3 of 6: channel-0 not healthy" in doc["notes"]
     assert doc["ours"]["windows detected"] == {"flood": "1/1"}
+
+
+def test_fig11_rows_count_the_evaluations_that_flagged_each_node():
+    w = _win((), [(10, "straggler", "worker-2"), (15, "straggler", "worker-2"),
+                  (15, "up_cl", "worker-2"), (20, "straggler", "worker-1")],
+             fault="straggler")
+    samples = [fig11.Sample(T0 + t, n, cpu, 40.0) for t in (5, 10)
+               for n, cpu in (("worker-0", 30.0), ("worker-1", 40.0), ("worker-2", 98.0))]
+    rows = fig11.node_rows(w, "worker-2", samples, n_evals=10)
+    by = {r["node"]: r for r in rows}
+    assert by["worker-2"]["flagged"] == 2 and by["worker-2"]["flagged_share"] == 0.2
+    assert by["worker-2"]["loaded"] == 1 and by["worker-2"]["cpu_mean"] == 98.0
+    assert by["worker-1"]["flagged"] == 1 and by["worker-0"]["flagged"] == 0
+    (s,) = fig11.summarise(rows).values()
+    assert s["loaded node cpu % (mean)"] == 98.0 and s["peer nodes cpu % (mean)"] == 35.0
+    assert s["evaluations flagging the loaded node"] == 0.2
+    assert s["evaluations flagging a peer node"] == 0.05
+    assert s["windows with the loaded node flagged"] == 1

@@ -19,7 +19,14 @@ from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_client.manager import KernelManager
 from nbclient import NotebookClient
 
-from bench import fault_scoring, fig7_model, fig8_energy, report, stream_capacity
+from bench import (
+    fault_scoring,
+    fig7_model,
+    fig8_energy,
+    fig11_stragglers,
+    report,
+    stream_capacity,
+)
 from bench.common import write_csv
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -93,9 +100,20 @@ def make_results(root: Path) -> Path:
          "samples": 60},
         {"component": "diagnoser", "cpu_pct_of_core": 2.1, "mem_mb": 70, "mem_pct": 1.5,
          "samples": 60}])
-    _csv(root / "fig11" / "fig11_cpu.csv", [
-        {"time_s": t, "node": "worker-1", "cpu_pct": 50 + t, "straggler": int(t > 30)}
-        for t in range(0, 60, 10)])
+    (root / "fig11").mkdir(parents=True, exist_ok=True)
+    write_csv(root / "fig11" / "fig11_timeline.csv", [
+        {"fault": f, "repeat": 1, "t_s": t, "node": n, "cpu": 30 + t * (n == "worker-2"),
+         "memory": 40 + t * (n == "worker-2") / 2}
+        for f in fig11_stragglers.FAULTS for t in range(0, 60, 10)
+        for n in ("worker-0", "worker-2")], fig11_stragglers.TIMELINE_FIELDS)
+    write_csv(root / "fig11" / "fig11_stragglers.csv", [
+        {"fault": "straggler", "repeat": 1, "t_s": 41.0, "node": "worker-2",
+         "method": "stage_relative"}], fig11_stragglers.FLAG_FIELDS)
+    write_csv(root / "fig11" / "fig11.csv", [
+        {"fault": "straggler", "repeat": 1, "resource": "cpu", "node": n, "loaded": int(hot),
+         "cpu_mean": 99.0 if hot else 30.0, "memory_mean": 40.0, "evaluations": 18,
+         "flagged": 10 * hot, "flagged_share": 0.556 * hot}
+        for n, hot in (("worker-0", False), ("worker-2", True))], fig11_stragglers.NODE_FIELDS)
     _csv(root / "fig12" / "fig12_timeline.csv",
          _timeline(45, "decision_tree") + _timeline(70, "threshold"))
     _csv(root / "fig13" / "fig13_timeline.csv", _timeline(42, "decision_tree"))

@@ -10,6 +10,7 @@ from diagnoser.stragglers import (
     node_rates,
     node_stragglers,
     robust_stragglers,
+    stage_relative_node_stragglers,
 )
 from diagnoser.window import SparkTaskSample, build_window
 from monitor.schema import SPARK_TASK
@@ -104,6 +105,54 @@ def test_stragglers_from_a_window_of_spark_task_points():
     assert [(s.node, s.stage) for s in robust_stragglers(w.tasks)] == [("worker-1", "5")]
 
 
+def _stage(stage, per_node, records=None):
+    """One stage: {node: duration_ms}, one task per node (the live job's shape)."""
+    return [SparkTaskSample(T0, node, d, stage=stage,
+                            input_records=None if records is None else records)
+            for node, d in per_node.items()]
+
+
+# Three ingest stages of a live window (worker-2 had a busy loop in its container), plus the
+# short shuffle stages around them, as recorded from the Spark REST API on this machine.
+LIVE = (_stage("66", {"worker-0": 644, "worker-1": 1268, "worker-2": 1888}, records=1000)
+        + _stage("71", {"worker-1": 707, "worker-0": 923, "worker-2": 1403}, records=1000)
+        + _stage("76", {"worker-0": 645, "worker-1": 931, "worker-2": 1419}, records=1000)
+        + _stage("67", {"worker-0": 376, "worker-1": 202, "worker-2": 104})
+        + _stage("68", {"worker-0": 32, "worker-2": 90}))
+
+
+def test_stage_relative_flags_the_node_slow_on_the_same_stages():
+    (s,) = stage_relative_node_stragglers(LIVE)
+    assert (s.node, s.method, s.peers) == ("worker-2", "stage_relative", 3)
+    assert s.observed == pytest.approx(1.5, abs=0.02)      # 1.5x its stages' medians
+    assert s.observed > s.threshold == pytest.approx(1.5 * s.median)
+    # the task-level rule cannot judge three-task stages; this is why the node rule exists
+    assert robust_stragglers(LIVE) == []
+
+
+def test_stage_relative_ignores_which_stages_a_node_happened_to_run():
+    # worker-2 ran only the long stage, at the same speed as the others: no straggler, though
+    # its tasks per busy second are far below the others'
+    mix = (_stage("1", {"worker-0": 3000, "worker-2": 3050}) + _stage("2", {"worker-0": 200,
+                                                                          "worker-1": 210})
+           + _stage("3", {"worker-1": 205, "worker-0": 198}) + _stage("4", {"worker-2": 2950,
+                                                                          "worker-1": 3010}))
+    assert stage_relative_node_stragglers(mix) == []
+
+
+def test_stage_relative_needs_peers_real_stages_and_enough_tasks():
+    one_node = _stage("1", {"worker-0": 900}) + _stage("2", {"worker-0": 100})
+    assert stage_relative_node_stragglers(one_node) == []
+    jitter = _stage("1", {"worker-0": 10, "worker-1": 40}) + _stage("2", {"worker-0": 12,
+                                                                         "worker-1": 45})
+    assert stage_relative_node_stragglers(jitter) == []                   # under 100 ms
+    assert [s.node for s in stage_relative_node_stragglers(jitter, min_stage_ms=0)] == [
+        "worker-1"]
+    two = _stage("1", {"worker-0": 400, "worker-1": 1200})
+    assert stage_relative_node_stragglers(two) == []                      # one task each
+    assert [s.node for s in stage_relative_node_stragglers(two, min_tasks=1)] == ["worker-1"]
+
+
 def test_parameters_are_validated():
     with pytest.raises(ValueError, match="factor"):
         autodiagn_stragglers([], factor=1.0)
@@ -111,3 +160,5 @@ def test_parameters_are_validated():
         robust_stragglers([], min_peers=0)
     with pytest.raises(ValueError, match="method"):
         node_stragglers({}, method="zscore")
+    with pytest.raises(ValueError, match="factor"):
+        stage_relative_node_stragglers([], factor=1)
