@@ -11,8 +11,8 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 
 
 class RoutingError(ValueError):
@@ -37,10 +37,17 @@ def rendezvous(der_id: str, channels: Iterable[str]) -> str:
 
 @dataclass(frozen=True)
 class RoutingTable:
+    """``added_ms``: when each channel joined the routing (epoch ms; the issue time of the table
+    that added it, carried over while it stays). Readings routed to a channel are never older
+    than that, so a reader meeting the channel for the first time (the Spark source, after a
+    wake) starts there instead of replaying what the channel's stream kept from earlier runs.
+    Channels of the first table, and of tables written before this field, have no entry."""
+
     version: int
     channels: tuple[str, ...]
     issued_ms: int
     reason: str = ""
+    added_ms: Mapping[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.version < 0:
@@ -49,6 +56,11 @@ class RoutingTable:
             raise RoutingError("channels: a routing table needs at least one channel")
         if len(set(self.channels)) != len(self.channels):
             raise RoutingError(f"channels: duplicates in {list(self.channels)}")
+        for ch, ms in self.added_ms.items():
+            if ch not in self.channels:
+                raise RoutingError(f"added_ms.{ch}: not one of the table's channels")
+            if not isinstance(ms, int) or isinstance(ms, bool) or ms < 0:
+                raise RoutingError(f"added_ms.{ch}: expected epoch ms >= 0, got {ms!r}")
 
     def channel_for(self, der_id: str) -> str:
         return rendezvous(der_id, self.channels)
@@ -58,13 +70,18 @@ class RoutingTable:
 
     def successor(self, channels: Iterable[str], reason: str = "",
                   now_ms: int | None = None) -> RoutingTable:
-        return RoutingTable(self.version + 1, tuple(sorted(set(channels))),
-                            int(time.time() * 1000) if now_ms is None else now_ms, reason)
+        issued = int(time.time() * 1000) if now_ms is None else now_ms
+        chosen = tuple(sorted(set(channels)))
+        added = {ch: self.added_ms[ch] if ch in self.channels and ch in self.added_ms else issued
+                 for ch in chosen if ch not in self.channels or ch in self.added_ms}
+        return RoutingTable(self.version + 1, chosen, issued, reason, added)
 
     def to_json(self) -> bytes:
-        return json.dumps({"version": self.version, "channels": list(self.channels),
-                           "issued_ms": self.issued_ms, "reason": self.reason},
-                          separators=(",", ":")).encode()
+        doc: dict[str, object] = {"version": self.version, "channels": list(self.channels),
+                                  "issued_ms": self.issued_ms, "reason": self.reason}
+        if self.added_ms:
+            doc["added_ms"] = dict(sorted(self.added_ms.items()))
+        return json.dumps(doc, separators=(",", ":")).encode()
 
     @classmethod
     def from_json(cls, body: bytes | str) -> RoutingTable:
@@ -79,8 +96,11 @@ class RoutingTable:
                 raise RoutingError(f"{key}: expected {kind.__name__}, got {raw.get(key)!r}")
         if not all(isinstance(c, str) for c in raw["channels"]):
             raise RoutingError("channels: every entry must be a channel name")
+        added = raw.get("added_ms", {})
+        if not isinstance(added, dict):
+            raise RoutingError(f"added_ms: expected object, got {added!r}")
         return cls(raw["version"], tuple(raw["channels"]), raw["issued_ms"],
-                   str(raw.get("reason", "")))
+                   str(raw.get("reason", "")), added)
 
 
 def moved(old: RoutingTable, new: RoutingTable, der_ids: Iterable[str]) -> set[str]:

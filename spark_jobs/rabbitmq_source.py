@@ -20,6 +20,7 @@ Stream offsets are replayable, so a batch re-run after a crash reads exactly the
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import json
 import math
 import time
@@ -81,27 +82,42 @@ def _close(conn) -> None:
             conn.close()
 
 
-def probe(addr: ChannelAddress, user: str, password: str, stream: str, at: str,
-          idle_s: float = 0.05, cap_s: float = 0.5) -> tuple[int, int] | None:
-    """(lowest, highest+1) offset delivered from position ``at`` (first|last), or None if the
-    stream is empty. Stops at the first idle gap, or after ``cap_s`` under continuous load
-    (any end it reports is then a valid, slightly early, end)."""
+# How long a probe waits for its first delivery. Measured here: a subscription at ``first``
+# or at a time delivers after ~0.6 s (the chunk is read from disk), so the 50-ms idle gap that
+# suits ``last`` (the tail is in memory) reported such a stream as empty.
+FIRST_DELIVERY_WAIT_S = 5.0
+
+
+def probe(addr: ChannelAddress, user: str, password: str, stream: str,
+          at: str | dt.datetime, idle_s: float = 0.05, cap_s: float = 0.5,
+          first_wait_s: float | None = None) -> tuple[int, int] | None:
+    """(lowest, highest+1) offset delivered from position ``at`` (first|last, or a time: the
+    chunk that arrived at or just before it), or None if nothing is there. Waits up to
+    ``first_wait_s`` for the first delivery (default: ``idle_s`` at ``last``, else
+    :data:`FIRST_DELIVERY_WAIT_S`), then stops at the first idle gap, or after ``cap_s`` under
+    continuous load (any end it reports is then a valid, slightly early, end)."""
     import pika
 
+    if first_wait_s is None:
+        first_wait_s = idle_s if at == "last" else FIRST_DELIVERY_WAIT_S
     conn = pika.BlockingConnection(_params(addr, user, password))
     lo = hi = None
     try:
         ch = conn.channel()
         ch.basic_qos(prefetch_count=5000)
-        deadline = time.monotonic() + cap_s
+        started = time.monotonic()
+        deadline = None   # cap_s counts from the first delivery
         for method, props, _body in ch.consume(stream, arguments={"x-stream-offset": at},
                                                inactivity_timeout=idle_s):
             if method is None:
+                if lo is None and time.monotonic() - started < first_wait_s:
+                    continue
                 break
             off = int(props.headers["x-stream-offset"])
             lo = off if lo is None else min(lo, off)
             hi = off if hi is None else max(hi, off)
             ch.basic_ack(method.delivery_tag, multiple=False)
+            deadline = deadline or time.monotonic() + cap_s
             if at == "first" or time.monotonic() > deadline:
                 break
     finally:
@@ -175,6 +191,7 @@ class RabbitStreamReader(DataSourceStreamReader):
                              f"JSON object, got {self.starting!r}")
         self._routed: tuple[str, ...] = ()
         self._routed_at = 0.0
+        self._added_ms: dict[str, int] = {}   # when each routed channel joined (routing table)
         self._ends: dict[str, int] = {}
 
     # -- channel discovery -------------------------------------------------------------------
@@ -206,14 +223,16 @@ class RabbitStreamReader(DataSourceStreamReader):
                 try:
                     t = json.loads(body)
                     version, channels = int(t["version"]), tuple(t["channels"])
+                    added = {str(k): int(v) for k, v in dict(t.get("added_ms") or {}).items()}
                 except (ValueError, KeyError, TypeError):
                     continue
                 if best is None or version > best[0]:
-                    best = (version, channels)
+                    best = (version, channels, added)
         finally:
             _close(conn)
         if best is None:
             return ()
+        self._added_ms = best[2]
         return tuple(c for c in best[1] if c in self.addresses)
 
     def _end(self, channel: str) -> int | None:
@@ -228,6 +247,24 @@ class RabbitStreamReader(DataSourceStreamReader):
     def _first(self, channel: str) -> int:
         got = probe(self.addresses[channel], self.user, self.password, self.stream, "first")
         return 0 if got is None else got[0]
+
+    def _join_offset(self, channel: str) -> int:
+        """Where a channel met for the first time starts. ``earliest``: its first retained
+        offset. Otherwise, when the routing table says when the channel joined, the first
+        chunk stored from a second before then on (RabbitMQ attaches by arrival time, at chunk
+        granularity): what the stream kept from earlier runs is not replayed. Until something
+        arrived there the channel is not joined (LookupError; a later trigger asks again): a
+        probe that sees nothing cannot tell an empty tail from a slow first delivery, and
+        joining at the end on a wrong guess would skip readings. Without that time: the first
+        retained offset."""
+        added = self._added_ms.get(channel)
+        if self.starting == "earliest" or added is None:
+            return self._first(channel)
+        when = dt.datetime.fromtimestamp(added / 1000 - 1, tz=dt.UTC)
+        got = probe(self.addresses[channel], self.user, self.password, self.stream, when)
+        if got is None:
+            raise LookupError(f"{channel}: nothing stored since it joined the routing")
+        return got[0]
 
     def _end_or_fail(self, channel: str) -> int:
         """A query's starting point must be known: unlike a later trigger, do not guess."""
@@ -259,7 +296,7 @@ class RabbitStreamReader(DataSourceStreamReader):
             # at its first retained offset, with no rows this batch: offset 0 may already be
             # gone to retention, and reading from it would fail the query.
             try:
-                ends[ch] = self._first(ch)
+                ends[ch] = self._join_offset(ch)
             except Exception:
                 continue   # not answering yet: a later trigger picks it up
             _log("channel_joined", channel=ch, at=ends[ch])

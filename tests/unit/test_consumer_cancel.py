@@ -103,3 +103,30 @@ def test_a_newly_routed_channel_joins_at_its_first_retained_offset_with_no_rows(
 def test_a_routed_channel_that_does_not_answer_yet_is_left_for_a_later_batch():
     r = _reader(("channel-0", "channel-1"), {"channel-1": None}, {"channel-0": 900})
     assert r.latestOffset({"channel-0": 100}, src.ReadMaxRows(300)) == {"channel-0": 400}
+
+
+def test_a_woken_channel_joins_where_the_routing_table_added_it_not_at_old_data(monkeypatch):
+    calls = []
+
+    def probe(addr, user, password, stream, at, **kw):
+        calls.append(at)
+        return (7_000, 7_040)          # the chunk that arrived at (or just before) ``at``
+
+    r = src.RabbitStreamReader({"channels": json.dumps({
+        "channel-0": {"host": "127.0.0.1", "port": 5672, "vhost": "/"},
+        "channel-1": {"host": "127.0.0.1", "port": 5673, "vhost": "/"}}), "user": "u",
+        "password": "p", "startingOffsets": json.dumps({"channel-0": 0})})
+    r._added_ms = {"channel-1": 1_796_000_000_500}
+    monkeypatch.setattr(src, "probe", probe)
+    assert r._join_offset("channel-1") == 7_000     # not 0: offsets 0..6,999 are earlier runs
+    (when,) = calls
+    assert when.timestamp() == 1_796_000_000_500 / 1000 - 1   # a second of margin
+    monkeypatch.setattr(src, "probe", lambda *a, **kw: None)   # nothing seen (yet)
+    with pytest.raises(LookupError, match="nothing stored since"):
+        r._join_offset("channel-1")                 # not joined at a guessed end
+    r.routed_channels = lambda: ("channel-0", "channel-1")
+    r._end = lambda ch: 900
+    assert r.latestOffset({"channel-0": 100}, src.ReadAllAvailable()) == {"channel-0": 900}
+    r.starting = "earliest"                                   # earliest means everything kept
+    monkeypatch.setattr(src, "probe", lambda *a, **kw: calls.append(a[4]) or (12, 13))
+    assert r._join_offset("channel-1") == 12 and calls[-1] == "first"

@@ -56,3 +56,18 @@ def test_latest_and_initial():
     assert initial_table(["channel-1", "channel-0"]).channels == ("channel-0", "channel-1")
     with pytest.raises(RoutingError):
         rendezvous("pv-1", [])
+
+
+def test_successor_stamps_when_each_channel_joined_and_keeps_it_while_it_stays():
+    t1 = RoutingTable(1, ("channel-0",), 1_000)
+    t2 = t1.successor(["channel-0", "channel-1"], now_ms=2_000)
+    assert dict(t2.added_ms) == {"channel-1": 2_000}           # the first table's has none
+    t3 = t2.successor(["channel-0", "channel-1"], now_ms=3_000)
+    assert dict(t3.added_ms) == {"channel-1": 2_000}           # kept, not re-stamped
+    t4 = t3.successor(["channel-0"], now_ms=4_000).successor(["channel-0", "channel-1"],
+                                                               now_ms=5_000)
+    assert dict(t4.added_ms) == {"channel-1": 5_000}           # slept and woken again
+    assert RoutingTable.from_json(t4.to_json()) == t4
+    assert b"added_ms" not in t1.to_json()                     # old readers see the old shape
+    with pytest.raises(RoutingError, match=r"added_ms\.channel-2"):
+        RoutingTable(5, ("channel-0",), 5, added_ms={"channel-2": 1})
