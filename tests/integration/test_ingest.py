@@ -78,6 +78,8 @@ def test_two_minute_run_with_routing_change_and_broker_restart_loses_nothing(
 
     proc.communicate(timeout=240)
     reader.join(timeout=10)
+    # Kept with pytest's tmp_path (its last runs stay): a failing assertion's message is cut.
+    (tmp_path / "gateway.stderr").write_text("".join(stderr))
     assert proc.returncode == 0, "".join(stderr)[-4000:]
     total = json.loads(summary.read_text())["total"]
     assert total["generated"] > 40_000
