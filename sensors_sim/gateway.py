@@ -13,6 +13,7 @@ run (counted). ``summary()`` reports all of it per DER.
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import json
 import logging
@@ -35,6 +36,9 @@ from ingest.publisher import ChannelPublisher, Outgoing
 from ingest.routing import RoutingError, RoutingTable, initial_table
 from ingest.topology import COMMANDS_STREAM, ROUTING_STREAM, TELEMETRY_EXCHANGE, home_channel
 from sensors_sim.models.base import DER
+
+# A control attempt that heard no routing table within this long is dropped and redone.
+CONTROL_DEAF_S = 10.0
 
 log = logs.get("gateway")
 
@@ -116,6 +120,8 @@ class Gateway:
         self._stop_deadline = 0.0
         self._control: SelectConnection | None = None
         self._control_backoff = 0.5
+        self._control_attempt = 0       # the current control connection attempt
+        self._control_heard = False     # a routing table arrived on it
         self._last_active: set[str] | None = None
 
     # -- set-up ------------------------------------------------------------------------------
@@ -144,16 +150,34 @@ class Gateway:
     def _connect_control(self) -> None:
         if self._stopping:
             return
+        self._control_attempt += 1
+        attempt = self._control_attempt
+        self._control_heard = False
         params = amqp_params(self.topo, home_channel(self.topo), self.cfg.user, heartbeat=30)
         self._control = SelectConnection(
             parameters=params, custom_ioloop=self.ioloop,
             on_open_callback=lambda c: c.channel(on_open_callback=self._on_control_channel),
-            on_open_error_callback=lambda _c, e: self._control_lost(e),
-            on_close_callback=lambda _c, e: self._control_lost(e))
+            on_open_error_callback=lambda _c, e: self._control_lost(e, attempt),
+            on_close_callback=lambda _c, e: self._control_lost(e, attempt))
+        self.ioloop.call_later(CONTROL_DEAF_S, lambda: self._control_watchdog(attempt))
 
-    def _control_lost(self, err: BaseException) -> None:
-        if self._stopping:
+    def _control_watchdog(self, attempt: int) -> None:
+        """A subscription at ``last`` of the (never empty) routing stream delivers the newest
+        table at once. Seen after a broker restart: an attempt that neither opened nor failed,
+        or a consumer that got nothing, and no later table ever arrived. Nothing heard within
+        CONTROL_DEAF_S of an attempt: drop it and connect again."""
+        if self._stopping or attempt != self._control_attempt or self._control_heard:
             return
+        event(log, "control_deaf", logging.WARNING, after_s=CONTROL_DEAF_S)
+        stale, self._control = self._control, None
+        with contextlib.suppress(Exception):
+            if stale is not None and stale.is_open:
+                stale.close()
+        self._connect_control()
+
+    def _control_lost(self, err: BaseException, attempt: int | None = None) -> None:
+        if self._stopping or (attempt is not None and attempt != self._control_attempt):
+            return   # a superseded attempt: the watchdog already started a new one
         event(log, "control_disconnected", logging.WARNING, error=repr(err),
               retry_s=self._control_backoff)
         self.ioloop.call_later(self._control_backoff, self._connect_control)
@@ -194,6 +218,7 @@ class Gateway:
             conn.close()
 
     def _on_table_message(self, ch: object, method: object, _props: object, body: bytes) -> None:
+        self._control_heard = True
         ch.basic_ack(method.delivery_tag)  # type: ignore[attr-defined]
         try:
             table = RoutingTable.from_json(body)
