@@ -4,8 +4,9 @@ Offsets are ``{channel: next_offset}`` over every channel's telemetry stream. Ea
 
 * the channels are those of the latest routing table (re-read every few seconds from the home
   channel's routing stream) plus every channel already in the offset: a newly woken channel is
-  picked up without a restart (it joins at its first retained offset, read from the next
-  batch on), and a channel leaving the table is still read to its end;
+  picked up without a restart (it joins, with no rows that batch, where the routing table
+  says it was added, or at its first retained offset without that time or with ``earliest``),
+  and a channel leaving the table is still read to its end;
 * the end of each stream is probed (subscribe at ``last``: the last chunk's highest offset + 1);
   an unreachable channel simply makes no progress this trigger;
 * a read limit (``maxRowsPerTrigger``) is shared between channels in proportion to backlog;
