@@ -4,7 +4,7 @@ Three queries, one read of RabbitMQ:
 
 ``ingest``      RabbitMQ streams -> parse/validate -> dedupe (der_id, seq) within a watermark
                 -> raw parquet (by DER type and date) + quarantine parquet, exactly once
-``twin``        raw table (file stream) -> per-DER state (Spark state, staleness timeout)
+``twin``        raw table (file stream) -> per-DER state (Spark state by DER bucket, staleness)
                 -> HDFS state log + InfluxDB ``der_state`` + health events on vpp.control
 ``aggregates``  raw table (file stream) -> per site and DER type windowed aggregates
                 -> HDFS + InfluxDB ``vpp_site`` / ``vpp_total``
@@ -120,10 +120,10 @@ def _raw_stream(spark, cfg: JobConfig):
 def start_twin(spark, topo: Topology, cfg: JobConfig, metrics, health: HealthPublisher):
     from pyspark.sql.streaming.state import GroupStateTimeout
 
-    readings = _raw_stream(spark, cfg)
-    states = readings.groupBy("der_id").applyInPandasWithState(
+    readings = _raw_stream(spark, cfg).withColumn("twin_bucket", twin.bucket_of())
+    states = readings.groupBy("twin_bucket").applyInPandasWithState(
         twin.update_twin(cfg.stale_after_s), twin.ddl(twin.OUTPUT_COLUMNS),
-        twin.ddl(twin.STATE_COLUMNS), "update", GroupStateTimeout.ProcessingTimeTimeout)
+        twin.ddl(twin.BUCKET_STATE_COLUMNS), "update", GroupStateTimeout.ProcessingTimeTimeout)
     state_path = cfg.path("twin")
 
     def write(batch, batch_id: int) -> None:

@@ -80,6 +80,74 @@ def test_twin_fold_takes_newest_by_seq_and_ignores_duplicates():
     assert twin.fold(st, [suspect])["health"] == "suspect"
 
 
+def test_bucket_outputs_changed_ders_only_and_marks_quiet_ones_stale_once():
+    rs = _readings(3, 2)
+    first = [r for r in rs if r["ts_ms"] == rs[0]["ts_ms"]]
+    ders: dict = {}
+    out, next_stale = twin.advance_bucket(ders, first, now_ms=1_000, stale_ms=60_000)
+    assert sorted(r["der_id"] for r in out) == sorted(r["der_id"] for r in first)
+    assert {r["prev_health"] for r in out} == {None} and next_stale == 60_000
+    # re-sent duplicates change nothing and are not output again
+    out, next_stale = twin.advance_bucket(ders, first, now_ms=2_000, stale_ms=60_000)
+    assert out == [] and next_stale == 59_000
+    # one DER reports again; the others go stale at their own moment, once
+    later = next(r for r in rs if r["der_id"] == first[0]["der_id"] and r["seq"] > first[0]["seq"])
+    out, next_stale = twin.advance_bucket(ders, [later], now_ms=30_000, stale_ms=60_000)
+    assert [r["der_id"] for r in out] == [later["der_id"]] and next_stale == 31_000
+    out, next_stale = twin.advance_bucket(ders, [], now_ms=61_000, stale_ms=60_000)
+    quiet = sorted(r["der_id"] for r in first[1:])
+    assert sorted(r["der_id"] for r in out) == quiet
+    assert {r["health"] for r in out} == {"stale"} and next_stale == 29_000
+    assert {r["prev_health"] for r in out} <= {"ok", "suspect", "bad"}
+    out, _ = twin.advance_bucket(ders, [], now_ms=62_000, stale_ms=60_000)
+    assert out == []
+    out, next_stale = twin.advance_bucket(ders, [], now_ms=90_000, stale_ms=60_000)
+    assert [r["health"] for r in out] == ["stale"] and next_stale is None
+    # the next reading makes a stale DER live again, and says it was stale
+    revived = dict(later, seq=later["seq"] + 1)
+    (row,) = twin.advance_bucket(ders, [revived], now_ms=95_000, stale_ms=60_000)[0]
+    assert row["prev_health"] == "stale" and row["health"] != "stale"
+
+
+class _State:
+    """The slice of pyspark's GroupState the twin uses."""
+
+    def __init__(self, value=None, timed_out=False):
+        self.value, self.hasTimedOut, self.timeout_ms = value, timed_out, None
+
+    @property
+    def exists(self):
+        return self.value is not None
+
+    @property
+    def get(self):
+        return self.value
+
+    def update(self, value):
+        self.value = value
+
+    def setTimeoutDuration(self, ms):
+        self.timeout_ms = ms
+
+
+def test_update_twin_keeps_a_bucket_as_one_json_state_row():
+    rs = _readings(4, 2)
+    pdf = pd.DataFrame(rs)
+    func = twin.update_twin(stale_after_s=60.0)
+    state = _State()
+    (out,) = list(func((7,), iter([pdf.iloc[:3], pdf.iloc[3:]]), state))
+    assert list(out.columns) == [n for n, _ in twin.OUTPUT_COLUMNS]
+    assert sorted(out["der_id"]) == sorted({r["der_id"] for r in rs})
+    newest = {r["der_id"]: r["seq"] for r in rs}
+    assert dict(zip(out["der_id"], out["last_seq"], strict=True)) == newest
+    (blob,) = state.value
+    assert set(json.loads(blob)) == set(newest) and state.timeout_ms == 60_000
+    # a timed-out call with nothing stale yet outputs nothing and keeps the state
+    timed_out = _State(state.value, timed_out=True)
+    assert list(func((7,), iter([]), timed_out)) == []
+    assert json.loads(timed_out.value[0]).keys() == json.loads(blob).keys()
+
+
 def test_aggregate_reference_two_stage_mean_then_sum():
     t = 1_796_000_000_000
     rows = [
