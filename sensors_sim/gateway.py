@@ -156,7 +156,8 @@ class Gateway:
         params = amqp_params(self.topo, home_channel(self.topo), self.cfg.user, heartbeat=30)
         self._control = SelectConnection(
             parameters=params, custom_ioloop=self.ioloop,
-            on_open_callback=lambda c: c.channel(on_open_callback=self._on_control_channel),
+            on_open_callback=lambda c: c.channel(
+                on_open_callback=lambda ch: self._on_control_channel(ch, attempt)),
             on_open_error_callback=lambda _c, e: self._control_lost(e, attempt),
             on_close_callback=lambda _c, e: self._control_lost(e, attempt))
         self.ioloop.call_later(CONTROL_DEAF_S, lambda: self._control_watchdog(attempt))
@@ -183,13 +184,19 @@ class Gateway:
         self.ioloop.call_later(self._control_backoff, self._connect_control)
         self._control_backoff = min(self._control_backoff * 2, 5.0)
 
-    def _on_control_channel(self, ch: object) -> None:
+    def _on_control_channel(self, ch: object, attempt: int) -> None:
         self._control_backoff = 0.5
-        ch.add_on_close_callback(self._control_channel_closed)  # type: ignore[attr-defined]
-        # RabbitMQ cancels a stream consumer when the stream's member restarts (it does so
-        # after a broker boot); pika then drops the consumer silently and channel and
-        # connection stay open and deaf. Treat it like a closed channel: reconnect.
-        ch.add_on_cancel_callback(self._control_consumer_cancelled)  # type: ignore[attr-defined]
+        # Right after a broker restart AMQP answers before the stream's leader is back, so the
+        # consume fails and closes only the channel; and RabbitMQ cancels a stream consumer when
+        # the stream's member restarts, which pika takes silently. Either way channel and
+        # connection would stay open and deaf: no later routing table would ever arrive.
+        ch.add_on_close_callback(  # type: ignore[attr-defined]
+            lambda _ch, err: self._drop_control(attempt, "control_channel_closed",
+                                                error=repr(err)))
+        ch.add_on_cancel_callback(  # type: ignore[attr-defined]
+            lambda frame: self._drop_control(
+                attempt, "control_consumer_cancelled",
+                consumer=getattr(getattr(frame, "method", None), "consumer_tag", None)))
         ch.basic_qos(prefetch_count=200)  # type: ignore[attr-defined]
         # The end of the routing stream holds the newest table; commands only from now on.
         ch.basic_consume(ROUTING_STREAM, self._on_table_message,  # type: ignore[attr-defined]
@@ -197,22 +204,12 @@ class Gateway:
         ch.basic_consume(COMMANDS_STREAM, self._on_command_message,  # type: ignore[attr-defined]
                          arguments={"x-stream-offset": "next"})
 
-    def _control_channel_closed(self, _ch: object, err: BaseException) -> None:
-        # Right after a broker restart AMQP answers before the stream's leader is back, so the
-        # consume fails and closes only the channel. Without this the connection would stay open
-        # and deaf: no later routing table would ever arrive. Closing it reconnects with back-off.
-        if self._stopping:
+    def _drop_control(self, attempt: int, why: str, **fields: object) -> None:
+        """Close the current control connection (its close callback reconnects with back-off).
+        A superseded attempt's channel says nothing about the current connection."""
+        if self._stopping or attempt != self._control_attempt:
             return
-        event(log, "control_channel_closed", logging.WARNING, error=repr(err))
-        conn = self._control
-        if conn is not None and conn.is_open:
-            conn.close()
-
-    def _control_consumer_cancelled(self, frame: object) -> None:
-        if self._stopping:
-            return
-        event(log, "control_consumer_cancelled", logging.WARNING,
-              consumer=getattr(getattr(frame, "method", None), "consumer_tag", None))
+        event(log, why, logging.WARNING, **fields)
         conn = self._control
         if conn is not None and conn.is_open:
             conn.close()

@@ -31,6 +31,8 @@ from dataclasses import dataclass
 from pyspark.sql.datasource import DataSource, DataSourceStreamReader, InputPartition
 from pyspark.sql.streaming.datasource import ReadAllAvailable, ReadLimit, ReadMaxRows
 
+from ingest.routing import RoutingError, RoutingTable
+
 SCHEMA = "channel string, offset long, routing_key string, body binary, ingest_ms long"
 
 
@@ -211,7 +213,7 @@ class RabbitStreamReader(DataSourceStreamReader):
 
         addr = self.addresses[self.home]
         conn = pika.BlockingConnection(_params(addr, self.user, self.password))
-        best: tuple[int, tuple[str, ...]] | None = None
+        best: RoutingTable | None = None
         try:
             ch = conn.channel()
             ch.basic_qos(prefetch_count=500)
@@ -222,19 +224,17 @@ class RabbitStreamReader(DataSourceStreamReader):
                     break
                 ch.basic_ack(method.delivery_tag)
                 try:
-                    t = json.loads(body)
-                    version, channels = int(t["version"]), tuple(t["channels"])
-                    added = {str(k): int(v) for k, v in dict(t.get("added_ms") or {}).items()}
-                except (ValueError, KeyError, TypeError):
-                    continue
-                if best is None or version > best[0]:
-                    best = (version, channels, added)
+                    table = RoutingTable.from_json(body)
+                except RoutingError:
+                    continue   # the gateways reject it too
+                if best is None or table.version > best.version:
+                    best = table
         finally:
             _close(conn)
         if best is None:
             return ()
-        self._added_ms = best[2]
-        return tuple(c for c in best[1] if c in self.addresses)
+        self._added_ms = dict(best.added_ms)
+        return tuple(c for c in best.channels if c in self.addresses)
 
     def _end(self, channel: str) -> int | None:
         try:
