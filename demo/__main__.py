@@ -42,9 +42,9 @@ from spark_jobs.audit import stored_counts
 from spark_jobs.session import submit_env
 from spark_jobs.submit import command
 
-# A fresh root (tables + checkpoints) per run: the DERs of a scenario restart their sequence
-# numbers at 0, and a checkpoint that still holds the previous run's dedupe state would drop
-# them as re-sent duplicates.
+# A fresh root (tables + checkpoints) per run, so the summary's tables hold this run only. (The
+# DERs of a scenario count seq from 0 again; the dedupe key's event time tells them apart from
+# the previous run's readings.)
 HDFS_PREFIX = "/vpp/demo"
 
 

@@ -172,7 +172,9 @@ ENVELOPE: tuple[FieldSpec, ...] = (
               envelope=True, min=TS_MIN_MS, max=TS_MAX_MS - 1,
               ieee2030_5="Reading.timePeriod.start / DERStatus.readingTime (s)",
               ocpp="MeterValue.timestamp (ISO 8601)"),
-    FieldSpec("seq", "int", "", "Per-DER sequence number of published readings, from 0, no gaps.",
+    FieldSpec("seq", "int", "", "Per-DER sequence number of published readings, from 0, no "
+              "gaps; from 0 again when the DER's gateway restarts (a reading is identified by "
+              "der_id, seq and ts_ms).",
               envelope=True, min=0, max=2**63 - 1),
     FieldSpec("quality", "str", "", "Device's judgement of the measurements (see Quality).",
               envelope=True, enum=QUALITIES, ieee2030_5="Reading.qualityFlags",

@@ -19,7 +19,7 @@ from infra.topology import Topology
 @dataclass(frozen=True)
 class StoredCounts:
     raw_rows: int          # rows of the DERs in the raw table
-    raw_distinct: int      # distinct (der_id, seq) among them: == raw_rows means no duplicate
+    raw_distinct: int      # distinct (der_id, seq, ts_ms): == raw_rows means no duplicate
     quarantined: int       # quarantine rows whose payload names one of the DERs
     by_channel: Mapping[str, int] = field(default_factory=dict)   # raw rows per channel read
 
@@ -94,7 +94,7 @@ def stored_counts(topo: Topology, root_path: str, ders: set[str], since_ms: int
                                 strict=True):
             if d in ders and ts >= since_ms:
                 rows += 1
-                keys.add((d, s))
+                keys.add((d, s, ts))
                 by_channel[ch] += 1
     quarantined = 0
     for f in _parquet_files(client, f"{root_path}/quarantine"):

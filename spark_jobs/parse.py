@@ -26,7 +26,9 @@ META_FIELDS: tuple[tuple[str, pa.DataType], ...] = (
     ("reason", pa.string()),
     ("reason_field", pa.string()),
     ("payload", pa.string()),        # raw message, kept only for quarantined rows
-    ("dedupe_key", pa.string()),     # der_id:seq, or a payload hash for an invalid message
+    # der_id:seq:ts_ms (a re-sent reading is the same bytes; a restarted DER counts seq from 0
+    # again, with new event times), or a payload hash for an invalid message
+    ("dedupe_key", pa.string()),
     ("event_time", pa.timestamp("us", tz="UTC")),
     ("date", pa.string()),           # UTC day of event_time, the table's partition
     ("parsed_ms", pa.int64()),
@@ -59,7 +61,7 @@ def parse_message(channel: str, offset: int, body: bytes, now_ms: int) -> dict[s
     if res.reading is not None:
         r = res.reading
         row = {"channel": channel, "offset": offset, "valid": True, "reason": None,
-               "reason_field": None, "payload": None, "dedupe_key": f"{r.der_id}:{r.seq}",
+               "reason_field": None, "payload": None, "dedupe_key": f"{r.der_id}:{r.seq}:{r.ts_ms}",
                "event_time": r.ts_ms * 1000, "date": _day(r.ts_ms), "parsed_ms": now_ms}
         row.update(r.to_dict())
         return row

@@ -158,7 +158,7 @@ def start_aggregates(spark, topo: Topology, cfg: JobConfig, metrics):
     readings = (_raw_stream(spark, cfg)
                 .withWatermark("event_time", f"{cfg.agg_watermark_s} seconds")
                 # A batch re-published after a crash may be read twice from the raw table.
-                .dropDuplicatesWithinWatermark(["der_id", "seq"]))
+                .dropDuplicatesWithinWatermark(["der_id", "seq", "ts_ms"]))
     agg = aggregates.build(readings, cfg.window_s)
     agg_path = cfg.path("aggregates")
 

@@ -62,19 +62,20 @@ def _clean(v: Any) -> Any:
 
 
 def fold(state: dict[str, Any] | None, readings: Iterable[dict[str, Any]]) -> dict[str, Any] | None:
-    """Apply readings (any order, duplicates allowed) to a DER's state. A reading older than the
-    state (lower seq) only counts; the newest reading by seq sets the values."""
+    """Apply readings (any order, duplicates allowed) to a DER's state. The newest reading by
+    (event time, seq) sets the values; one not newer than the state changes nothing. Event time
+    first: a DER whose gateway restarted counts seq from 0 again."""
     st = dict(state) if state else None
-    for r in sorted(readings, key=lambda r: int(r["seq"])):
-        seq = int(r["seq"])
+    for r in sorted(readings, key=lambda r: (int(r["ts_ms"]), int(r["seq"]))):
+        seq, ts = int(r["seq"]), int(r["ts_ms"])
         if st is None:
             st = {name: None for name, _ in STATE_COLUMNS}
-            st.update(last_seq=-1, readings=0)
-        if seq <= st["last_seq"]:
+            st.update(last_seq=-1, last_ts_ms=-1, readings=0)
+        if (ts, seq) <= (st["last_ts_ms"], st["last_seq"]):
             continue  # duplicate or out of date: the twin already reflects something newer
         st["readings"] += 1
         st["last_seq"] = seq
-        st["last_ts_ms"] = int(r["ts_ms"])
+        st["last_ts_ms"] = ts
         st["der_type"] = r["der_type"]
         st["site_id"] = r["site_id"]
         st["quality"] = r["quality"]
@@ -115,7 +116,7 @@ def advance_bucket(ders: dict[str, dict[str, Any]], rows: Iterable[dict[str, Any
             sample = {k: readings[0].get(k) for k in list(readings[0])[:14]}
             raise ValueError(f"twin {der_id}: cannot fold {len(readings)} rows ({exc}); "
                              f"first row: {sample}") from exc
-        if new is None or (prev is not None and new["last_seq"] == prev["last_seq"]):
+        if new is None or (prev is not None and new["readings"] == prev["readings"]):
             continue  # nothing newer than the twin already shows
         new["seen_ms"] = now_ms
         ders[der_id] = new

@@ -56,10 +56,12 @@ def _publish(topo: Topology, channel: str, bodies: list[bytes], rate_per_s: floa
     conn.close()
 
 
-def _known_readings(prefix: str, n_ders: int, steps: int, step_ms: int) -> list[dict]:
+def _known_readings(prefix: str, n_ders: int, steps: int, step_ms: int,
+                    t0_ms: int | None = None) -> list[dict]:
     """``steps`` rounds of one reading per DER, ``step_ms`` apart in event time: published at
-    n_ders * 1000 / step_ms per second, event time then keeps pace with the wall clock."""
-    now = int(time.time() * 1000)
+    n_ders * 1000 / step_ms per second, event time then keeps pace with the wall clock. The
+    DERs' seq counts from 0, so a second call with the same prefix is a restarted fleet."""
+    now = int(time.time() * 1000) if t0_ms is None else t0_ms
     ders = make_fleet(n_ders, seed=11, mix={"pv": 2, "battery": 1, "ev_charger": 1, "wind": 1})
     readings = []
     for k in range(steps):
@@ -95,10 +97,16 @@ def test_crash_mid_batch_then_restart_keeps_every_reading_exactly_once(
     start = _ends(topo, ["channel-0"])
     prefix = f"t{uuid.uuid4().hex[:4]}-"
     readings = _known_readings(prefix, n_ders=40, steps=250, step_ms=160)  # 10,000 readings
+    # Five DERs whose gateway restarted after the run: seq from 0 again, later event times.
+    # They are new readings, not re-sent ones, and must be stored too.
+    restarted = [r for r in _known_readings(prefix, n_ders=40, steps=20, step_ms=160,
+                                            t0_ms=max(r["ts_ms"] for r in readings) + 1000)
+                 if r["der_id"] in {readings[i]["der_id"] for i in range(5)}]
     bodies = [schema.encode(r) for r in readings]
     resent = bodies[1000:1300]                                       # re-sent duplicates
     stream = bodies[:2000] + MALFORMED[:2] + resent + bodies[2000:6000] + MALFORMED[2:] \
-        + bodies[6000:]
+        + bodies[6000:] + [schema.encode(r) for r in restarted]
+    readings = readings + restarted
     root = f"{topo.hdfs_url}{hdfs_root}"
 
     publisher = threading.Thread(target=_publish, args=(topo, "channel-0", stream, 250.0))
@@ -119,8 +127,9 @@ def test_crash_mid_batch_then_restart_keeps_every_reading_exactly_once(
     # the half minute a second Spark application takes to start.
     raw = read_table(topo, f"{hdfs_root}/raw")
     mine = raw[raw["der_id"].str.startswith(prefix)]
-    expected = {(r["der_id"], r["seq"]) for r in readings}
-    got = list(zip(mine["der_id"], mine["seq"], strict=True))
+    expected = {(r["der_id"], r["seq"], r["ts_ms"]) for r in readings}
+    assert len(expected) == len(readings) and len(restarted) >= 5 * 15
+    got = list(zip(mine["der_id"], mine["seq"], mine["ts_ms"], strict=True))
     assert len(got) == len(set(got)), "duplicates in the raw table"
     assert set(got) == expected, f"missing {len(expected - set(got))}, " \
         f"extra {len(set(got) - expected)} (killed after {killed_after} batches)"
@@ -133,7 +142,7 @@ def test_crash_mid_batch_then_restart_keeps_every_reading_exactly_once(
     twin = read_table(topo, f"{hdfs_root}/twin")
     twin = twin[twin["der_id"].str.startswith(prefix)]
     latest = twin.sort_values("updated_ms").groupby("der_id").tail(1).set_index("der_id")
-    last = (pd.DataFrame(readings).sort_values("seq").groupby("der_id").tail(1)
+    last = (pd.DataFrame(readings).sort_values(["ts_ms", "seq"]).groupby("der_id").tail(1)
             .set_index("der_id"))
     assert set(latest.index) == set(last.index)
     for der_id, row in last.iterrows():

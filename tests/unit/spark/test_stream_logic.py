@@ -38,7 +38,7 @@ def test_parser_keeps_valid_typed_and_quarantines_invalid_with_reason():
     for r, src in zip(valid, good, strict=True):
         assert r["valid"] and r["reason"] is None and r["payload"] is None
         assert r["der_id"] == src["der_id"] and r["p_w"] == src["p_w"]
-        assert r["dedupe_key"] == f"{src['der_id']}:{src['seq']}"
+        assert r["dedupe_key"] == f"{src['der_id']}:{src['seq']}:{src['ts_ms']}"
     assert [r["valid"] for r in invalid] == [False, False, False]
     assert all(r["reason"] for r in invalid)
     assert invalid[1]["reason_field"] == "p_w" and invalid[2]["reason_field"] == "seq"
@@ -78,6 +78,11 @@ def test_twin_fold_takes_newest_by_seq_and_ignores_duplicates():
     assert st2 == st
     suspect = dict(rs[-1], seq=rs[-1]["seq"] + 1, quality="suspect")
     assert twin.fold(st, [suspect])["health"] == "suspect"
+    # a restarted gateway counts seq from 0 again: the later event time wins
+    restarted = dict(rs[-1], seq=0, ts_ms=rs[-1]["ts_ms"] + 60_000, p_w=7.0)
+    st3 = twin.fold(st, [restarted])
+    assert st3["last_seq"] == 0 and st3["p_w"] == 7.0 and st3["readings"] == st["readings"] + 1
+    assert twin.fold(st3, [rs[-1]]) == st3
 
 
 def test_bucket_outputs_changed_ders_only_and_marks_quiet_ones_stale_once():
