@@ -601,7 +601,8 @@ def streaming_dashboard() -> Dashboard:
                 Panel("Input rows per trigger", (prog("num_input_rows"),),
                       "Mean rows read per trigger.", min=0, w=8),
                 Panel("State rows", (prog("state_rows", "last"),),
-                      "Rows held in the query's state store (the twin's per-DER state).",
+                      "Rows held in the query's state store (the twin: one row per bucket "
+                      "of DERs, 32 at most).",
                       min=0, w=8),
                 Panel("Late rows dropped", (prog("late_rows_dropped", "sum"),),
                       "Rows dropped by the watermark in each interval.", min=0, w=8, draw="bars"),
