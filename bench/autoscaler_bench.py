@@ -35,7 +35,7 @@ from typing import Any
 
 from autoscaler.realise import restore_initial
 from autoscaler.service import docker_states
-from bench.common import read_csv, results_dir, write_csv
+from bench.common import make_command, read_csv, results_dir, write_csv
 from bench.report import write_summary
 from bench.scenarios import RUNS, Run
 from infra.amqp import amqp_params
@@ -345,7 +345,7 @@ def main(argv: list[str] | None = None) -> int:
     topo = load_topology()
     t_start = time.monotonic()
     results: list[Result] = []
-    cmd = "make bench-autoscaler" + (" BENCH_ARGS=--quick" if args.quick else "")
+    cmd = make_command("bench-autoscaler", list(sys.argv[1:] if argv is None else argv))
     for s in scenarios:
         run = RUNS[s]
         timelines = {}

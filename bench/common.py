@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import os
 import platform as pyplatform
+import shlex
 import statistics
 import subprocess
 from collections.abc import Iterable, Mapping, Sequence
@@ -66,3 +67,8 @@ def md_table(header: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def make_command(target: str, args: Sequence[str]) -> str:
+    """How to reproduce a bench run: its make target with the arguments it was given."""
+    return f"make {target}" + (f" BENCH_ARGS={shlex.quote(shlex.join(args))}" if args else "")

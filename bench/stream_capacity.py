@@ -52,7 +52,6 @@ import datetime as dt
 import json
 import math
 import re
-import shlex
 import signal
 import sys
 import time
@@ -66,6 +65,7 @@ from pathlib import Path
 import requests
 
 from autoscaler.realise import restore_initial
+from bench.common import make_command as common_make_command
 from bench.common import results_dir, write_csv
 from bench.report import write_summary
 from infra.amqp import amqp_params
@@ -290,7 +290,7 @@ def fig10_rows(steps: Sequence[Step]) -> list[dict[str, float | int | str | None
 
 def make_command(args: Sequence[str]) -> str:
     """How to reproduce a run with these arguments."""
-    return "make bench-stream" + (f" BENCH_ARGS={shlex.quote(shlex.join(args))}" if args else "")
+    return common_make_command("bench-stream", args)
 
 
 def _s(ms: float | None) -> float | None:

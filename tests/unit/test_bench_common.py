@@ -32,3 +32,11 @@ def test_time_to_reliable_waits_for_the_backlog_to_be_gone_for_the_rest_of_the_r
     assert time_to_reliable([(20.0, 0.0), (60.0, 500.0)], surge_at=10) == 0.0   # never behind
     assert time_to_reliable(lag[:4], surge_at=10) is None                       # still behind
     assert time_to_reliable(lag[:5], surge_at=10) == 382.8
+
+
+def test_make_command_names_the_target_and_its_arguments():
+    from bench.common import make_command
+
+    assert make_command("bench-autoscaler", []) == "make bench-autoscaler"
+    assert (make_command("bench-autoscaler", ["--scenarios", "fig12"])
+            == "make bench-autoscaler BENCH_ARGS='--scenarios fig12'")
