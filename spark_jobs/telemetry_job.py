@@ -2,7 +2,7 @@
 
 Three queries, one read of RabbitMQ:
 
-``ingest``      RabbitMQ streams -> parse/validate -> dedupe (der_id, seq) within a watermark
+``ingest``      RabbitMQ streams -> parse/validate -> dedupe (der_id, seq, ts_ms) in a watermark
                 -> raw parquet (by DER type and date) + quarantine parquet, exactly once
 ``twin``        raw table (file stream) -> per-DER state (Spark state by DER bucket, staleness)
                 -> HDFS state log + InfluxDB ``der_state`` + health events on vpp.control
