@@ -88,6 +88,7 @@ QUICK_SATURATE = (2500.0, 20.0)
 # The saturation step measured a backlogged job only if the job processed clearly less than
 # was offered; otherwise its rate is a lower bound of the capacity.
 BACKLOG_SHARE = 0.9
+DOWNSTREAM_QUERIES = ("twin", "aggregates")
 CAPACITY_FILE = ROOT / "autoscaler" / "model" / "capacity.yaml"
 
 
@@ -139,6 +140,14 @@ def committed_valid(job_log_lines: Iterable[str], since: float) -> int:
             if float(e.get("ts", 0)) >= since:
                 n += int(e.get("valid", 0))
     return n
+
+
+def downstream_committed(commits: Mapping[tuple[str, int], float], since: float,
+                         queries: Sequence[str] = DOWNSTREAM_QUERIES) -> bool:
+    """Every query reading the raw table committed a batch at or after ``since`` (wall time,
+    s): its first batches, which hold the executors longest, are behind it."""
+    return all(any(q == query and t >= since for (q, _), t in commits.items())
+               for query in queries)
 
 
 def quantile(xs: Sequence[float], q: float) -> float | None:
@@ -348,17 +357,23 @@ def _fleet(work: Path, group: str, rate: float, seconds: float) -> tuple[int, fl
     return confirmed, confirmed / wall, began
 
 
-def _committed(job: Proc, job_log: Path, n: int, since: float, timeout: float) -> float | None:
-    """Seconds until the ingest query committed ``n`` valid readings in batches committed at
-    or after ``since`` (wall time), or None if not within ``timeout``."""
+def _until(done, timeout: float, job: Proc, job_log: Path) -> float | None:
+    """Seconds until ``done()``, or None if not within ``timeout``."""
     t0 = time.monotonic()
-    while committed_valid(job_log.read_text(errors="replace").splitlines(), since) < n:
+    while not done():
         if not job.running():
             raise RuntimeError(f"the stream job exited; see {job_log}")
         if time.monotonic() - t0 > timeout:
             return None
         time.sleep(0.5)
     return time.monotonic() - t0
+
+
+def _committed(job: Proc, job_log: Path, n: int, since: float, timeout: float) -> float | None:
+    """Seconds until the ingest query committed ``n`` valid readings in batches committed at
+    or after ``since`` (wall time), or None if not within ``timeout``."""
+    return _until(lambda: committed_valid(job_log.read_text(errors="replace").splitlines(),
+                                          since) >= n, timeout, job, job_log)
 
 
 @dataclass(frozen=True)
@@ -411,8 +426,16 @@ def sweep(topo: Topology, workers: int, plan: Plan, work: Path
         confirmed, _, began = _fleet(work, f"w{workers}warm", plan.rates[0], plan.step_s)
         total += confirmed
         took = _committed(job, job_log, confirmed, began, 60 + plan.catch_up_s)
+        # The twin and aggregate queries start on the raw table's first data; until each has
+        # committed a batch of the warm-up, the first measured step would pay for their start.
+        stored_at = time.time()
+        downstream = _until(lambda: downstream_committed(
+            commit_times(job_log.read_text(errors="replace").splitlines()), stored_at),
+            60 + plan.catch_up_s, job, job_log)
         say(f"warm-up at {plan.rates[0]:.0f}/s: "
-            + ("committed" if took is not None else "NOT committed") + " (not measured)")
+            + ("committed" if took is not None else "NOT committed")
+            + (f", twin and aggregates {downstream:.1f} s later" if downstream is not None
+               else ", twin or aggregates NOT committed") + " (not measured)")
         first_done = None
         for k, rate in enumerate(plan.rates):
             group = f"w{workers}s{k}"

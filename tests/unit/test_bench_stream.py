@@ -19,6 +19,7 @@ from bench.stream_capacity import (
     commit_latencies,
     commit_times,
     committed_valid,
+    downstream_committed,
     fig10_rows,
     judge,
     make_command,
@@ -69,6 +70,15 @@ def test_commit_log_parsing_ignores_other_lines():
     assert commit_times(lines) == {("ingest", 3): 10.5, ("twin", 3): 11.0, ("ingest", 4): 12.0}
     assert committed_valid(lines, 0) == 12
     assert committed_valid(lines, 11) == 5
+
+
+def test_downstream_committed_needs_a_twin_and_an_aggregates_batch_after_the_moment():
+    commits = {("ingest", 3): 10.0, ("twin", 0): 9.0, ("aggregates", 0): 11.0}
+    # The twin's only batch is older than the moment: its first batch of the data is ahead.
+    assert not downstream_committed(commits, since=10.0)
+    assert downstream_committed({**commits, ("twin", 1): 12.0}, since=10.0)
+    # Ingest batches never count for the downstream queries.
+    assert not downstream_committed({("ingest", 4): 20.0, ("twin", 1): 20.0}, since=10.0)
 
 
 def test_quantile_is_nearest_rank():
