@@ -73,6 +73,7 @@ bench-platform: up ## wake/sleep latency of dormant nodes, pause vs stop -> resu
 .PHONY: bench-model bench-autoscaler bench-report bench-overhead bench-ingest bench-stream bench-faults
 bench-stream: up ## streaming job: latency p50/p95, max sustained readings/s at 1/2/3 workers, Fig. 10 -> results/stream/, results/fig10/
 	@$(PY) -m bench.stream_capacity $(BENCH_ARGS)
+	@$(PY) -m bench.fig8_energy  # its execution time per worker count comes from this run
 
 bench-ingest: up ## Fig. 9: confirmed readings/s and bytes/s against DER count (10 .. 10,000), saturation limit, one-channel upper bounds (raw pika, PerfTest) -> results/fig9/
 	@$(PY) -m bench.ingest_fig9 $(BENCH_ARGS)
@@ -88,12 +89,12 @@ bench-faults: up ## diagnoser on injected faults (CPU burner, flood, idle, nomin
 
 bench-autoscaler: up ## Figs. 12/13 and the policy comparison on the live platform [BENCH_ARGS=--quick]
 	@$(PY) -m bench.autoscaler_bench $(BENCH_ARGS)
+	@$(PY) -m bench.fig8_energy  # its utilisation input comes from this run
 
 bench-report: setup ## results/REPORT.md from whatever the experiments left under results/
 	@$(PY) -m bench.report $(BENCH_ARGS)
 
 bench: bench-platform bench-model bench-ingest bench-stream bench-overhead bench-faults bench-autoscaler ## every experiment, then results/REPORT.md [BENCH_ARGS=--quick]
-	@$(PY) -m bench.fig8_energy
 	@$(PY) -m bench.report $(BENCH_ARGS)
 
 .PHONY: orchestrator orchestrator-stop retrain

@@ -333,6 +333,31 @@ def trend(xs: Sequence[float], ys: Sequence[float]) -> str:
     return "increases" if slope > 0 else ("decreases" if slope < 0 else "flat")
 
 
+def execution_time_by_workers(capacity_rows: Sequence[Mapping[str, Any]]) -> dict[int, float]:
+    """Workers -> median micro-batch duration (s) of the backlogged job, from the stream
+    bench's ``capacity.csv``: the paper's execution time against node count, measured on the
+    same offered load for every count. Rows without a duration are left out."""
+    out: dict[int, float] = {}
+    for r in capacity_rows:
+        try:
+            out[int(r["workers"])] = float(r["batch_median_s"])
+        except (KeyError, TypeError, ValueError):
+            continue
+    return dict(sorted(out.items()))
+
+
+def _execution_time(results: Path) -> tuple[str, dict[str, float]]:
+    path = results / "stream" / "capacity.csv"
+    if not path.is_file():
+        return "not measured here (make bench-stream writes stream/capacity.csv)", {}
+    with path.open(newline="") as fh:
+        by_workers = execution_time_by_workers(list(csv.DictReader(fh)))
+    if not by_workers:
+        return "not measured here (stream/capacity.csv has no batch durations)", {}
+    return (trend(list(by_workers), list(by_workers.values())),
+            {f"{n} workers": v for n, v in by_workers.items()})
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.fig8_energy",
                                  description=__doc__.split("\n")[0])
@@ -384,6 +409,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                    f"{p_sleep:g} W; U = the node's CPU over its own quota (Eq. 17). Every node is "
                    "modelled as its own server although all share one VM here.")
     allrows = [r for r in energy if r["pool"] == "all" and r["active_nodes"] > 0]
+    exec_trend, exec_by_workers = _execution_time(results)
     write_summary(
         out, experiment="fig8", title="Energy vs active node count (Fig. 8, Eq. 17-19)",
         paper={"energy vs node count": "increases",
@@ -392,7 +418,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         ours={"energy vs node count": trend([r["active_nodes"] for r in allrows],
                                             [r["mean_power_w"] for r in allrows]),
               "straggler frequency vs node count": "not measured here (see fig11)",
-              "execution time vs node count": "not measured here (see fig10, fig13)",
+              "execution time vs node count": exec_trend,
+              **({"batch duration while saturated (s)": exec_by_workers}
+                 if exec_by_workers else {}),
               "mean power by active nodes (W)": {f"{r['active_nodes']} nodes": r["mean_power_w"]
                                                  for r in allrows},
               "energy over the run (J)": round(total, 1),
@@ -401,7 +429,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         quick=args.quick, started=started, duration_s=time.monotonic() - t0,
         notes=(f"{assumptions} Input: `{src.name}` ({len(rows)} samples, {len(grid.nodes)} "
                "nodes). Energy per node count depends on how long the run stayed at that "
-               "count; mean power (energy per second) is the comparable number."),
+               "count; mean power (energy per second) is the comparable number. Execution "
+               "time is the stream bench's median micro-batch duration while the job is "
+               "backlogged (its saturation step), per active worker count "
+               "(`stream/capacity.csv`)."),
         files=["fig8_energy.csv", "fig8_power.csv", "fig8.png"],
         p_max_w=p_max, p_idle_w=p_idle, p_sleep_w=p_sleep)
 

@@ -302,3 +302,23 @@ def test_fig8_cli_end_to_end(tmp_path, monkeypatch):
     text = report.build_report(tmp_path, quick=True, machine=MACHINE)
     assert "| energy vs node count | increases | increases |" in text
     assert "## table5: Dynamic power" in text
+    # No stream sweep in this folder: execution time says where it would come from.
+    assert doc["ours"]["execution time vs node count"].startswith("not measured here")
+
+
+def test_fig8_execution_time_comes_from_the_stream_sweep(tmp_path):
+    _write_util(tmp_path / "fig8" / "utilisation.csv", _util_rows())
+    (tmp_path / "stream").mkdir()
+    (tmp_path / "stream" / "capacity.csv").write_text(
+        "workers,max_sustained_per_s,batch_median_s\n1,1530.9,12.1\n2,2361.2,8.3\n"
+        "3,2569.0,\n")   # a count whose saturation step had no duration is left out
+    assert fig8_energy.main(["--results", str(tmp_path)]) == 0
+    ours = json.loads((tmp_path / "fig8" / "summary.json").read_text())["ours"]
+    assert ours["execution time vs node count"] == "decreases"
+    assert ours["batch duration while saturated (s)"] == {"1 workers": 12.1, "2 workers": 8.3}
+
+
+def test_execution_time_by_workers_sorts_and_skips_bad_rows():
+    rows = [{"workers": "3", "batch_median_s": "6.6"}, {"workers": "1", "batch_median_s": "12"},
+            {"workers": "2", "batch_median_s": ""}, {"workers": "x", "batch_median_s": "1"}]
+    assert fig8_energy.execution_time_by_workers(rows) == {1: 12.0, 3: 6.6}
