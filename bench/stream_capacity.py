@@ -332,13 +332,8 @@ def _executors(topo: Topology) -> int:
 
 
 def _wait(what: str, timeout: float, done, job: Proc, job_log: Path) -> None:
-    deadline = time.monotonic() + timeout
-    while not done():
-        if not job.running():
-            raise RuntimeError(f"the stream job exited while waiting for {what}; see {job_log}")
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(1)
+    if _until(done, timeout, job, job_log, what) is None:
+        raise RuntimeError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 def _fleet(work: Path, group: str, rate: float, seconds: float) -> tuple[int, float, float]:
@@ -357,12 +352,13 @@ def _fleet(work: Path, group: str, rate: float, seconds: float) -> tuple[int, fl
     return confirmed, confirmed / wall, began
 
 
-def _until(done, timeout: float, job: Proc, job_log: Path) -> float | None:
-    """Seconds until ``done()``, or None if not within ``timeout``."""
+def _until(done, timeout: float, job: Proc, job_log: Path, what: str = "its commits"
+           ) -> float | None:
+    """Seconds until ``done()``, or None if not within ``timeout``; raises if the job exits."""
     t0 = time.monotonic()
     while not done():
         if not job.running():
-            raise RuntimeError(f"the stream job exited; see {job_log}")
+            raise RuntimeError(f"the stream job exited while waiting for {what}; see {job_log}")
         if time.monotonic() - t0 > timeout:
             return None
         time.sleep(0.5)
