@@ -182,9 +182,14 @@ def summarise(card: Mapping[str, Any], card_path: Path) -> tuple[dict[str, Any],
         "reports one model and does not say how it averages; its F1 0.912 is not the harmonic "
         "mean of its precision 0.874 and recall 0.913, which is 0.893).",
     ]
-    if data.get("source") == "synthetic" or cap == "provisional":
-        notes.append("Trained on simulated runs with provisional capacity: retrain after the "
-                     "capacity sweep before reading these as measured on the platform.")
+    if cap == "provisional":
+        notes.append("Labels from provisional capacity: retrain after the capacity sweep "
+                     "before reading these as measured on the platform.")
+    if data.get("source") == "synthetic":
+        # Measured capacity makes the labels this machine's; the rows are still simulated.
+        notes.append("Rows from simulated runs (autoscaler.model.simulate obeying the capacity "
+                     "file): this says how well the tree learns the labels; make retrain "
+                     "trains on the platform's own history.")
     return ours, " ".join(notes)
 
 

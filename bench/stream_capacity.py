@@ -5,6 +5,7 @@ deadline (issue 4) and Fig. 10.
                                     [--step-s 40] [--catch-up-s 60] [--deadline-s 10]
                                     [--saturate-rate 3000] [--saturate-s 30]
                                     [--saturate-wait-s 300] [--write-capacity]
+    python -m bench.stream_capacity --write-capacity --from-results
 
 For each number of active Spark workers (1, 2, 3; the others asleep) the full job (ingest, twin,
 aggregates, default triggers) runs on a fresh HDFS root. After an unmeasured warm-up step (the
@@ -42,7 +43,8 @@ the first twin batch that showed it minus the event time of the DER's newest rea
 Writes ``results/stream/`` (steps.csv, capacity.csv, latency.png, summary.json) and
 ``results/fig10/`` (fig10.csv, fig10.png, summary.json). ``--write-capacity`` also writes the
 measured one-worker throughput capacity and the scaling efficiency into
-autoscaler/model/capacity.yaml (retrain the model afterwards: ``make retrain``).
+autoscaler/model/capacity.yaml (retrain the model afterwards: ``make retrain``);
+``--from-results`` does that from the last sweep's ``results/stream/`` without sweeping again.
 """
 
 from __future__ import annotations
@@ -66,7 +68,7 @@ import requests
 
 from autoscaler.realise import restore_initial
 from bench.common import make_command as common_make_command
-from bench.common import results_dir, write_csv
+from bench.common import read_csv, results_dir, write_csv
 from bench.report import write_summary
 from infra.amqp import amqp_params
 from infra.platform import Platform
@@ -283,6 +285,38 @@ def update_capacity_text(text: str, readings_per_s: float, efficiency: float | N
     text = in_section("source", "date", day, text)
     return in_section("source", "note", json.dumps(
         "processing measured by bench.stream_capacity; queue still provisional"), text)
+
+
+def capacity_rows(rows: Iterable[Mapping[str, str]]) -> list[Capacity]:
+    """capacity.csv back into :class:`Capacity` rows (empty cell = None)."""
+    def cell(v: str, kind: type) -> object:
+        if v == "":
+            return None
+        if kind is bool:
+            if v not in ("True", "False"):
+                raise ValueError(f"capacity.csv: expected True/False, got {v!r}")
+            return v == "True"
+        return kind(v)
+
+    kinds = {"workers": int, "saturate_confirmed": int, "saturate_committed": int,
+             "saturate_batches": int, "complete": bool, "backlogged": bool}
+    return [Capacity(**{k: cell(r[k], kinds.get(k, float))  # type: ignore[arg-type]
+                        for k in Capacity.__dataclass_fields__}) for r in rows]
+
+
+def write_capacity(caps: Sequence[Capacity], command_line: str, day: str,
+                   path: Path | None = None) -> str | None:
+    """Write the one-worker throughput and the scaling efficiency of ``caps`` into capacity.yaml;
+    the reason when the sweep cannot say (then the file is left as it is)."""
+    path = path or CAPACITY_FILE
+    c1 = next((c for c in caps if c.workers == 1), None)
+    if c1 is None or c1.max_sustained_per_s is None or not c1.backlogged:
+        return "no backlogged throughput with 1 worker"
+    eff = scaling_efficiency({c.workers: c.max_sustained_per_s for c in caps
+                              if c.max_sustained_per_s is not None})
+    path.write_text(update_capacity_text(path.read_text(), c1.max_sustained_per_s, eff,
+                                         command_line, day))
+    return None
 
 
 FIG10_FIELDS = ("kind", "offered_per_s", "delay_p50_s", "delay_p95_s", "delay_max_s",
@@ -589,7 +623,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--write-capacity", action="store_true",
                     help="write the measured processing capacity into "
                          "autoscaler/model/capacity.yaml")
+    ap.add_argument("--from-results", action="store_true",
+                    help="with --write-capacity: take the numbers from the last sweep's "
+                         "results/stream/ (capacity.csv, summary.json) instead of sweeping")
     args = ap.parse_args(argv)
+    if args.from_results:
+        if not args.write_capacity:
+            ap.error("--from-results: only with --write-capacity")
+        return _capacity_from_results()
     topo = load_topology()
     n_max = len(topo.pool_nodes("processing"))
     try:
@@ -702,15 +743,31 @@ def main(argv: list[str] | None = None) -> int:
               + (f" [{f}]" if (f := _flags(c)) else ""), flush=True)
     print(f"  scaling efficiency {eff}; twin e2e p50 {e2e50} ms, p95 {e2e95} ms", flush=True)
     if args.write_capacity:
-        if c1 is None or c1.max_sustained_per_s is None or not c1.backlogged:
-            print("--write-capacity: no backlogged throughput with 1 worker; capacity.yaml "
-                  "unchanged", file=sys.stderr)
+        why = write_capacity(caps, make_command(given), dt.date.today().isoformat())
+        if why:
+            print(f"--write-capacity: {why}; capacity.yaml unchanged", file=sys.stderr)
             return 1
-        CAPACITY_FILE.write_text(update_capacity_text(
-            CAPACITY_FILE.read_text(), c1.max_sustained_per_s, eff,
-            make_command(given), dt.date.today().isoformat()))
-        print(f"  wrote {CAPACITY_FILE}: processing.readings_per_s "
-              f"{c1.max_sustained_per_s:.0f}", flush=True)
+        print(f"  wrote {CAPACITY_FILE}", flush=True)
+    return 0
+
+
+def _capacity_from_results() -> int:
+    out = results_dir("stream")
+    try:
+        caps = capacity_rows(read_csv(out / "capacity.csv"))
+        summary = json.loads((out / "summary.json").read_text())
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        print(f"--from-results: cannot read {out} ({exc}); run make bench-stream first",
+              file=sys.stderr)
+        return 1
+    # The sweep's own command reproduces the numbers; its date is when they were measured.
+    command_line = f"{summary['command']} (written by --write-capacity --from-results)"
+    why = write_capacity(caps, command_line, str(summary.get("started", ""))[:10]
+                         or dt.date.today().isoformat())
+    if why:
+        print(f"--from-results: {why} in {out}; capacity.yaml unchanged", file=sys.stderr)
+        return 1
+    print(f"wrote {CAPACITY_FILE} from {out}", flush=True)
     return 0
 
 

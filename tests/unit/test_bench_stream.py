@@ -5,17 +5,21 @@ latency and the capacity.yaml rewrite."""
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 
 import pandas as pd
 import pytest
 
 from autoscaler.model.capacity import load_capacity
+from bench.common import read_csv, write_csv
 from bench.stream_capacity import (
     CAPACITY_FILE,
+    Capacity,
     Step,
     backlogged,
     batch_counts,
     batch_durations,
+    capacity_rows,
     commit_latencies,
     commit_times,
     committed_valid,
@@ -31,6 +35,7 @@ from bench.stream_capacity import (
     throughput,
     update_capacity_text,
     visible_latencies,
+    write_capacity,
 )
 from sensors_sim.scenario import load_scenario
 
@@ -163,6 +168,26 @@ def test_capacity_rewrite_keeps_comments_and_loads_as_measured(tmp_path):
     assert cap.processing.scaling_efficiency == pytest.approx(0.75)
     with pytest.raises(ValueError, match=r"processing\.readings_per_s"):
         update_capacity_text("processing:\n  cpus: 1\n", 1, None, "x", "2026-12-01")
+
+
+def test_capacity_csv_round_trip_then_written_from_it(tmp_path):
+    caps = [Capacity(1, 1530.9, None, 2973.7, 89983, 89983, 5, 12.1, True, True),
+            Capacity(2, 2361.2, 500.0, 2973.7, 89807, 89807, 5, 8.3, True, True),
+            Capacity(3, None, None, 2967.5, 10, 9, 1, None, False, False)]
+    write_csv(tmp_path / "capacity.csv", [asdict(c) for c in caps])
+    assert capacity_rows(read_csv(tmp_path / "capacity.csv")) == caps
+    path = tmp_path / "capacity.yaml"
+    path.write_text(CAPACITY_FILE.read_text())
+    assert write_capacity(caps, "make bench-stream", "2026-12-02", path) is None
+    cap = load_capacity(path)
+    assert cap.processing.readings_per_s == 1531          # rounded by the rewrite
+    assert cap.processing.scaling_efficiency == pytest.approx(2361.2 / 1530.9 - 1, abs=0.005)
+    # Not backlogged with one worker: a lower bound, so the file is left alone.
+    before = path.read_text()
+    lower = [Capacity(1, 900.0, None, 1000.0, 10, 10, 3, 1.0, True, False)]
+    assert write_capacity(lower, "x", "2026-12-02", path) == \
+        "no backlogged throughput with 1 worker"
+    assert path.read_text() == before
 
 
 def test_make_command_names_the_arguments_given():

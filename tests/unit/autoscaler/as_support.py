@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
+import yaml
+
+from autoscaler.model.capacity import DEFAULT_PATH, Capacity, parse_capacity
 from diagnoser.window import build_window
 from infra.topology import PoolPolicy
 from ingest.topology import TELEMETRY_STREAM
@@ -14,6 +17,17 @@ POOLS = {"queue": PoolPolicy("queue", "stop", 1, 2),
          "processing": PoolPolicy("processing", "stop", 1, 3)}
 
 Value = float | Callable[[float], float]
+
+
+def fixed_capacity() -> Capacity:
+    """The shipped capacity.yaml with fixed processing numbers: tests of the label and simulator
+    arithmetic must not move when a new sweep rewrites the shipped file."""
+    raw = yaml.safe_load(DEFAULT_PATH.read_text())
+    raw["source"] = {"kind": "provisional", "note": "unit-test numbers"}
+    raw["queue"].update(readings_per_s=4000, scaling_efficiency=0.9)
+    raw["processing"].update(readings_per_s=700, scaling_efficiency=0.9)
+    return parse_capacity(raw)
+
 
 
 def val(x: Value, t: float) -> float:

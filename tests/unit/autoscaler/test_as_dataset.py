@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from as_support import POOLS, T0, lag, node, progress, queue
+from as_support import POOLS, T0, fixed_capacity, lag, node, progress, queue
 
-from autoscaler.model.capacity import RequiredCounts, load_capacity
+from autoscaler.model.capacity import RequiredCounts
 from autoscaler.model.dataset import (
     Dataset,
     History,
@@ -18,7 +18,7 @@ from autoscaler.model.dataset import (
 )
 from infra.topology import PoolPolicy
 
-CAP = load_capacity()
+CAP = fixed_capacity()
 WORKER = CAP.processing.readings_per_s          # 700
 CHANNEL = CAP.queue.readings_per_s              # 4000
 

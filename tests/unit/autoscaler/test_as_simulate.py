@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from as_support import fixed_capacity
 
 from autoscaler.features import extract
-from autoscaler.model.capacity import load_capacity
 from autoscaler.model.dataset import History
 from autoscaler.model.simulate import (
     Schedule,
@@ -21,7 +21,7 @@ from diagnoser.window import build_window
 from monitor.schema import PROCESSING, QUEUE, QUEUING, STREAM_LAG, STREAM_PROGRESS
 from sensors_sim.scenario import load_scenario
 
-CAP = load_capacity()
+CAP = fixed_capacity()
 S1 = CAP.processing.total(1)
 
 

@@ -7,9 +7,10 @@ import shutil
 
 import numpy as np
 import pytest
+from as_support import fixed_capacity
 
 from autoscaler.features import FEATURE_NAMES
-from autoscaler.model.capacity import RequiredCounts, load_capacity
+from autoscaler.model.capacity import RequiredCounts
 from autoscaler.model.explain import explain
 from autoscaler.model.train import (
     ARTIFACTS,
@@ -31,7 +32,7 @@ from autoscaler.model.train import (
 from diagnoser.window import to_epoch_s
 from infra.topology import load_topology
 
-CAP = load_capacity()
+CAP = fixed_capacity()
 POOLS = {p: load_topology().pools[p] for p in ("queue", "processing")}
 
 # Stated bars for a model trained on 24 short simulated runs and scored on 12 others.
