@@ -333,29 +333,36 @@ def trend(xs: Sequence[float], ys: Sequence[float]) -> str:
     return "increases" if slope > 0 else ("decreases" if slope < 0 else "flat")
 
 
-def execution_time_by_workers(capacity_rows: Sequence[Mapping[str, Any]]) -> dict[int, float]:
-    """Workers -> median micro-batch duration (s) of the backlogged job, from the stream
-    bench's ``capacity.csv``: the paper's execution time against node count, measured on the
-    same offered load for every count. Rows without a duration are left out."""
+def by_workers(rows: Sequence[Mapping[str, Any]], column: str) -> dict[int, float]:
+    """Workers -> ``column`` of the stream bench's per-worker-count CSVs (``capacity.csv``:
+    ``batch_median_s``, the paper's execution time, measured on the same offered load for every
+    count; ``stragglers.csv``: ``autodiagn_share``). Rows without a value are left out."""
     out: dict[int, float] = {}
-    for r in capacity_rows:
+    for r in rows:
         try:
-            out[int(r["workers"])] = float(r["batch_median_s"])
+            out[int(r["workers"])] = float(r[column])
         except (KeyError, TypeError, ValueError):
             continue
     return dict(sorted(out.items()))
 
 
-def _execution_time(results: Path) -> tuple[str, dict[str, float]]:
-    path = results / "stream" / "capacity.csv"
+def execution_time_by_workers(capacity_rows: Sequence[Mapping[str, Any]]) -> dict[int, float]:
+    return by_workers(capacity_rows, "batch_median_s")
+
+
+def _per_workers(results: Path, name: str, column: str) -> tuple[str, dict[str, float]]:
+    path = results / "stream" / name
     if not path.is_file():
-        return "not measured here (make bench-stream writes stream/capacity.csv)", {}
+        return f"not measured here (make bench-stream writes stream/{name})", {}
     with path.open(newline="") as fh:
-        by_workers = execution_time_by_workers(list(csv.DictReader(fh)))
-    if not by_workers:
-        return "not measured here (stream/capacity.csv has no batch durations)", {}
-    return (trend(list(by_workers), list(by_workers.values())),
-            {f"{n} workers": v for n, v in by_workers.items()})
+        got = by_workers(list(csv.DictReader(fh)), column)
+    if not got:
+        return f"not measured here (stream/{name} has no {column})", {}
+    return trend(list(got), list(got.values())), {f"{n} workers": v for n, v in got.items()}
+
+
+def _execution_time(results: Path) -> tuple[str, dict[str, float]]:
+    return _per_workers(results, "capacity.csv", "batch_median_s")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -410,6 +417,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                    "modelled as its own server although all share one VM here.")
     allrows = [r for r in energy if r["pool"] == "all" and r["active_nodes"] > 0]
     exec_trend, exec_by_workers = _execution_time(results)
+    strag_trend, strag_by_workers = _per_workers(results, "stragglers.csv", "autodiagn_share")
     write_summary(
         out, experiment="fig8", title="Energy vs active node count (Fig. 8, Eq. 17-19)",
         paper={"energy vs node count": "increases",
@@ -417,7 +425,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                "execution time vs node count": "decreases"},
         ours={"energy vs node count": trend([r["active_nodes"] for r in allrows],
                                             [r["mean_power_w"] for r in allrows]),
-              "straggler frequency vs node count": "not measured here (see fig11)",
+              "straggler frequency vs node count": strag_trend,
+              **({"straggler share of tasks (AutoDiagn rule)": strag_by_workers}
+                 if strag_by_workers else {}),
               "execution time vs node count": exec_trend,
               **({"batch duration while saturated (s)": exec_by_workers}
                  if exec_by_workers else {}),
@@ -432,7 +442,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                "count; mean power (energy per second) is the comparable number. Execution "
                "time is the stream bench's median micro-batch duration while the job is "
                "backlogged (its saturation step), per active worker count "
-               "(`stream/capacity.csv`)."),
+               "(`stream/capacity.csv`); straggler frequency is the share of that sweep's "
+               "Spark tasks AutoDiagn's rule flags, per worker count (`stream/stragglers.csv`, "
+               "bench.straggler_rate)."),
         files=["fig8_energy.csv", "fig8_power.csv", "fig8.png"],
         p_max_w=p_max, p_idle_w=p_idle, p_sleep_w=p_sleep)
 

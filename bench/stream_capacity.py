@@ -40,7 +40,10 @@ latency of one batch.
 step with the first worker count): for every DER state the twin published, the commit time of
 the first twin batch that showed it minus the event time of the DER's newest reading in it.
 
-Writes ``results/stream/`` (steps.csv, capacity.csv, latency.png, summary.json) and
+**Stragglers (Fig. 8)**: the collector's Spark task samples of each worker count's measured
+part, judged by the diagnoser's detectors (:mod:`bench.straggler_rate`).
+
+Writes ``results/stream/`` (steps.csv, capacity.csv, stragglers.csv, latency.png, summary.json) and
 ``results/fig10/`` (fig10.csv, fig10.png, summary.json). ``--write-capacity`` also writes the
 measured one-worker throughput capacity and the scaling efficiency into
 autoscaler/model/capacity.yaml (retrain the model afterwards: ``make retrain``);
@@ -70,6 +73,8 @@ from autoscaler.realise import restore_initial
 from bench.common import make_command as common_make_command
 from bench.common import read_csv, results_dir, write_csv
 from bench.report import write_summary
+from bench.straggler_rate import FIELDS as STRAGGLER_FIELDS
+from bench.straggler_rate import straggler_rate, task_samples
 from infra.amqp import amqp_params
 from infra.platform import Platform
 from infra.procs import Proc
@@ -426,9 +431,9 @@ def _measured(r: _Ran, workers: int, raw, commits, deadline_ms: float) -> Step:
 
 
 def sweep(topo: Topology, workers: int, plan: Plan, work: Path
-          ) -> tuple[list[Step], Capacity, list[float]]:
+          ) -> tuple[list[Step], Capacity, list[float], tuple[float, float]]:
     """One worker count: (sweep steps then the saturation step, the throughput capacity,
-    end-to-end twin latencies in ms of the first step)."""
+    end-to-end twin latencies in ms of the first step, the measured part's epoch-s span)."""
     platform = Platform(topo)
     restore_initial(topo, platform)
     for node in topo.pool_nodes("processing")[1:workers]:
@@ -441,6 +446,7 @@ def sweep(topo: Topology, workers: int, plan: Plan, work: Path
     job = Proc("job", command(["--root", f"{topo.hdfs_url}{root}", "--starting-offsets",
                                json.dumps(start)]), job_log, env=submit_env())
     ran: list[_Ran] = []
+    measured_from: float | None = None
 
     def say(text: str) -> None:
         print(f"    {workers} worker(s), {text}", flush=True)
@@ -467,6 +473,7 @@ def sweep(topo: Topology, workers: int, plan: Plan, work: Path
             + (f", twin and aggregates {downstream:.1f} s later" if downstream is not None
                else ", twin or aggregates NOT committed") + " (not measured)")
         first_done = None
+        measured_from = time.time()   # Fig. 8's stragglers: the steps and the saturation only
         for k, rate in enumerate(plan.rates):
             group = f"w{workers}s{k}"
             confirmed, offered, began = _fleet(work, group, rate, plan.step_s)
@@ -503,6 +510,7 @@ def sweep(topo: Topology, workers: int, plan: Plan, work: Path
             time.sleep(1)
     finally:
         job.stop(signal.SIGTERM)
+    span = (measured_from or time.time(), time.time())
     commits = commit_times(job_log.read_text(errors="replace").splitlines())
     raw = read_table(topo, f"{root}/raw", ["der_id", "ts_ms"], batch_column="batch")
     steps = [_measured(r, workers, raw, commits, plan.deadline_ms) for r in ran]
@@ -530,7 +538,7 @@ def sweep(topo: Topology, workers: int, plan: Plan, work: Path
                 for d, ts, b in zip(twin["der_id"], twin["last_ts_ms"], twin["batch"],
                                     strict=True)
                 if ts is not None and not math.isnan(ts) and ("twin", int(b)) in commits)
-    return steps, capacity, twin_lat
+    return steps, capacity, twin_lat, span
 
 
 def _round(x: float | None, nd: int = 1) -> float | None:
@@ -658,11 +666,13 @@ def main(argv: list[str] | None = None) -> int:
     steps: list[Step] = []
     caps: list[Capacity] = []
     twin_lat: list[float] = []
+    spans: dict[int, tuple[float, float]] = {}
     try:
         for w in workers:
             print(f"  {w} active worker(s): up to {len(rates)} steps of {step_s:.0f} s, then "
                   f"{sat_rate:.0f}/s for {sat_s:.0f} s ...", flush=True)
-            got, cap, lat = sweep(topo, w, plan, state_dir() / "bench" / f"stream-{w}w")
+            got, cap, lat, spans[w] = sweep(topo, w, plan,
+                                            state_dir() / "bench" / f"stream-{w}w")
             steps += got
             caps.append(cap)
             if w == workers[0]:
@@ -672,6 +682,9 @@ def main(argv: list[str] | None = None) -> int:
     out, out10 = results_dir("stream"), results_dir("fig10")
     write_csv(out / "steps.csv", [asdict(s) for s in steps])
     write_csv(out / "capacity.csv", [asdict(c) for c in caps])
+    # Fig. 8's straggler frequency: the collector's task samples of each measured sweep.
+    stragglers = [straggler_rate(w, task_samples(topo, *span)) for w, span in spans.items()]
+    write_csv(out / "stragglers.csv", [r.as_row() for r in stragglers], STRAGGLER_FIELDS)
     one = [s for s in steps if s.workers == 1]
     write_csv(out10 / "fig10.csv", fig10_rows(one), FIG10_FIELDS)
     _plots(out, out10, steps, args.deadline_s)
@@ -704,13 +717,17 @@ def main(argv: list[str] | None = None) -> int:
                         else round(eff, 2),
                         "end-to-end latency p50 ms (event -> twin visible)": e2e50,
                         "end-to-end latency p95 ms (event -> twin visible)": e2e95,
-                        "nominal rate /s": None if first is None else first.offered_per_s},
+                        "nominal rate /s": None if first is None else first.offered_per_s,
+                        "straggler share of tasks (AutoDiagn rule)":
+                            {f"{r.workers} worker(s)": r.autodiagn_share for r in stragglers},
+                        "straggler share of tasks (median + 3 MAD)":
+                            {f"{r.workers} worker(s)": r.robust_share for r in stragglers}},
                   quick=args.quick, duration_s=time.monotonic() - t_start,
                   notes=(definitions + (f" Flags: {flags}." if flags else "")
                          + " Full job (ingest + twin + aggregates, default triggers), workers "
                            "of 0.5 CPU each on a 2-core machine shared with the broker, the "
                            "fleet and the driver."),
-                  files=["steps.csv", "capacity.csv", "latency.png"])
+                  files=["steps.csv", "capacity.csv", "stragglers.csv", "latency.png"])
     c1 = next((c for c in caps if c.workers == 1), None)
     write_summary(out10, title="Fig. 10: queueing delay and readings not processed within the "
                                "deadline against input rate (1 worker)", command=cmd,
@@ -741,6 +758,10 @@ def main(argv: list[str] | None = None) -> int:
               f"{c.saturate_committed}/{c.saturate_confirmed} committed); max rate within "
               f"the deadline: {none_text if within is None else f'{within}/s'}"
               + (f" [{f}]" if (f := _flags(c)) else ""), flush=True)
+    for r in stragglers:
+        print(f"  {r.workers} worker(s): {r.tasks} tasks in {r.windows} windows, stragglers "
+              f"{r.autodiagn_tasks} (AutoDiagn rule), {r.robust_tasks} (median + 3 MAD), "
+              f"windows with a straggling worker {r.node_windows}", flush=True)
     print(f"  scaling efficiency {eff}; twin e2e p50 {e2e50} ms, p95 {e2e95} ms", flush=True)
     if args.write_capacity:
         why = write_capacity(caps, make_command(given), dt.date.today().isoformat())

@@ -304,6 +304,7 @@ def test_fig8_cli_end_to_end(tmp_path, monkeypatch):
     assert "## table5: Dynamic power" in text
     # No stream sweep in this folder: execution time says where it would come from.
     assert doc["ours"]["execution time vs node count"].startswith("not measured here")
+    assert doc["ours"]["straggler frequency vs node count"].startswith("not measured here")
 
 
 def test_fig8_execution_time_comes_from_the_stream_sweep(tmp_path):
@@ -316,6 +317,18 @@ def test_fig8_execution_time_comes_from_the_stream_sweep(tmp_path):
     ours = json.loads((tmp_path / "fig8" / "summary.json").read_text())["ours"]
     assert ours["execution time vs node count"] == "decreases"
     assert ours["batch duration while saturated (s)"] == {"1 workers": 12.1, "2 workers": 8.3}
+
+
+def test_fig8_straggler_frequency_comes_from_the_stream_sweep(tmp_path):
+    _write_util(tmp_path / "fig8" / "utilisation.csv", _util_rows())
+    (tmp_path / "stream").mkdir()
+    (tmp_path / "stream" / "stragglers.csv").write_text(
+        "workers,tasks,autodiagn_share\n1,900,0.08\n2,1200,0.05\n3,1500,\n")
+    assert fig8_energy.main(["--results", str(tmp_path)]) == 0
+    ours = json.loads((tmp_path / "fig8" / "summary.json").read_text())["ours"]
+    assert ours["straggler frequency vs node count"] == "decreases"
+    assert ours["straggler share of tasks (AutoDiagn rule)"] == {"1 workers": 0.08,
+                                                                 "2 workers": 0.05}
 
 
 def test_execution_time_by_workers_sorts_and_skips_bad_rows():
