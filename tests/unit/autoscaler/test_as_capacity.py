@@ -33,7 +33,7 @@ def test_shipped_file_holds_the_last_stream_sweep():
         (ROOT / "results" / "stream" / "capacity.csv").open())}
     assert cap.processing.readings_per_s == round(rows[1])
     assert cap.processing.scaling_efficiency == pytest.approx(
-        scaling_efficiency(rows), abs=0.005)
+        scaling_efficiency(rows), abs=0.0051)  # the file keeps 2 decimals
     assert cap.queue.readings_per_s == 4000 and cap.queue.cpus == 0.5
 
 
