@@ -346,10 +346,6 @@ def by_workers(rows: Sequence[Mapping[str, Any]], column: str) -> dict[int, floa
     return dict(sorted(out.items()))
 
 
-def execution_time_by_workers(capacity_rows: Sequence[Mapping[str, Any]]) -> dict[int, float]:
-    return by_workers(capacity_rows, "batch_median_s")
-
-
 def _per_workers(results: Path, name: str, column: str) -> tuple[str, dict[str, float]]:
     path = results / "stream" / name
     if not path.is_file():
@@ -359,10 +355,6 @@ def _per_workers(results: Path, name: str, column: str) -> tuple[str, dict[str, 
     if not got:
         return f"not measured here (stream/{name} has no {column})", {}
     return trend(list(got), list(got.values())), {f"{n} workers": v for n, v in got.items()}
-
-
-def _execution_time(results: Path) -> tuple[str, dict[str, float]]:
-    return _per_workers(results, "capacity.csv", "batch_median_s")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -416,7 +408,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                    f"{p_sleep:g} W; U = the node's CPU over its own quota (Eq. 17). Every node is "
                    "modelled as its own server although all share one VM here.")
     allrows = [r for r in energy if r["pool"] == "all" and r["active_nodes"] > 0]
-    exec_trend, exec_by_workers = _execution_time(results)
+    exec_trend, exec_by_workers = _per_workers(results, "capacity.csv", "batch_median_s")
     strag_trend, strag_by_workers = _per_workers(results, "stragglers.csv", "autodiagn_share")
     write_summary(
         out, experiment="fig8", title="Energy vs active node count (Fig. 8, Eq. 17-19)",

@@ -50,12 +50,10 @@ class StragglerRate:
         return None if not self.tasks else round(self.robust_tasks / self.tasks, 4)
 
     def as_row(self) -> dict[str, float | int | None]:
-        return {"workers": self.workers, "tasks": self.tasks, "windows": self.windows,
-                "autodiagn_tasks": self.autodiagn_tasks, "autodiagn_share": self.autodiagn_share,
-                "robust_tasks": self.robust_tasks, "robust_share": self.robust_share,
-                "node_windows": self.node_windows}
+        return {f: getattr(self, f) for f in FIELDS}
 
 
+# stragglers.csv's columns: the counts and, next to each, its share (a property).
 FIELDS = ("workers", "tasks", "windows", "autodiagn_tasks", "autodiagn_share", "robust_tasks",
           "robust_share", "node_windows")
 

@@ -334,4 +334,4 @@ def test_fig8_straggler_frequency_comes_from_the_stream_sweep(tmp_path):
 def test_execution_time_by_workers_sorts_and_skips_bad_rows():
     rows = [{"workers": "3", "batch_median_s": "6.6"}, {"workers": "1", "batch_median_s": "12"},
             {"workers": "2", "batch_median_s": ""}, {"workers": "x", "batch_median_s": "1"}]
-    assert fig8_energy.execution_time_by_workers(rows) == {1: 12.0, 3: 6.6}
+    assert fig8_energy.by_workers(rows, "batch_median_s") == {1: 12.0, 3: 6.6}

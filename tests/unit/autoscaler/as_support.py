@@ -29,7 +29,6 @@ def fixed_capacity() -> Capacity:
     return parse_capacity(raw)
 
 
-
 def val(x: Value, t: float) -> float:
     return x(t) if callable(x) else float(x)
 
