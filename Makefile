@@ -70,13 +70,16 @@ fleet: up ## run a DER fleet: make fleet ARGS="--ders 1000 --interval 10 --durat
 bench-platform: up ## wake/sleep latency of dormant nodes, pause vs stop -> results/platform/
 	@$(PY) -m bench.platform_wake $(BENCH_ARGS)
 
-.PHONY: bench-model bench-autoscaler bench-report bench-overhead bench-ingest bench-stream bench-faults
+.PHONY: bench-model bench-autoscaler bench-report bench-overhead bench-ingest bench-queue bench-stream bench-faults bench-quick
 bench-stream: up ## streaming job: latency p50/p95, max sustained readings/s at 1/2/3 workers, Fig. 10 -> results/stream/, results/fig10/
 	@$(PY) -m bench.stream_capacity $(BENCH_ARGS)
 	@$(PY) -m bench.fig8_energy  # its execution time per worker count comes from this run
 
 bench-ingest: up ## Fig. 9: confirmed readings/s and bytes/s against DER count (10 .. 10,000), saturation limit, one-channel upper bounds (raw pika, PerfTest) -> results/fig9/
 	@$(PY) -m bench.ingest_fig9 $(BENCH_ARGS)
+
+bench-queue: up ## one channel's capacity while a stream consumer drains it (capacity.yaml queue) -> results/queue/ [BENCH_ARGS="--write-capacity"]
+	@$(PY) -m bench.queue_capacity $(BENCH_ARGS)
 
 bench-overhead: up ## Table IV: CPU/memory of agents, writer, collector, diagnoser from /metrics -> results/table4/
 	@$(PY) -m bench.overhead $(BENCH_ARGS)
@@ -94,8 +97,11 @@ bench-autoscaler: up ## Figs. 12/13 and the policy comparison on the live platfo
 bench-report: setup ## results/REPORT.md from whatever the experiments left under results/
 	@$(PY) -m bench.report $(BENCH_ARGS)
 
-bench: bench-platform bench-model bench-ingest bench-stream bench-overhead bench-faults bench-autoscaler ## every experiment, then results/REPORT.md [BENCH_ARGS=--quick]
+bench: bench-platform bench-model bench-ingest bench-queue bench-stream bench-overhead bench-faults bench-autoscaler ## every experiment, then results/REPORT.md [BENCH_ARGS=--quick]
 	@$(PY) -m bench.report $(BENCH_ARGS)
+
+bench-quick: ## every experiment at toy size into results/quick/ (what the notebooks' test reads)
+	@VPP_RESULTS=$(CURDIR)/results/quick $(MAKE) --no-print-directory bench BENCH_ARGS=--quick
 
 .PHONY: orchestrator orchestrator-stop retrain
 orchestrator: up ## start the orchestrator (Alg. 3) in the background (log: .state/logs/orchestrator.log)

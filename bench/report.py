@@ -63,6 +63,7 @@ EXPECTED: dict[str, str] = {
     "fig7": "resource model: precision, recall, F1, accuracy",
     "fig8": "power model (Eq. 17-19): energy vs active node count",
     "fig9": "message rate and data size vs number of sensors",
+    "queue": "one channel's capacity while a stream consumer drains it (capacity.yaml)",
     "fig10": "fixed cluster: delay and drops vs offered data rate",
     "stream": "streaming job: end-to-end latency, max sustained rate per worker count",
     "fig11": "stragglers under high CPU / memory utilisation",

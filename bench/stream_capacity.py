@@ -70,6 +70,7 @@ from pathlib import Path
 import requests
 
 from autoscaler.realise import restore_initial
+from bench.capacity_file import CAPACITY_FILE, update_pool
 from bench.common import make_command as common_make_command
 from bench.common import read_csv, results_dir, write_csv
 from bench.report import write_summary
@@ -78,7 +79,7 @@ from bench.straggler_rate import straggler_rate, task_samples
 from infra.amqp import amqp_params
 from infra.platform import Platform
 from infra.procs import Proc
-from infra.state import ROOT, state_dir
+from infra.state import state_dir
 from infra.topology import Topology, load_topology
 from ingest.streams import stream_end
 from ingest.topology import TELEMETRY_STREAM
@@ -96,7 +97,6 @@ QUICK_SATURATE = (2500.0, 20.0)
 # was offered; otherwise its rate is a lower bound of the capacity.
 BACKLOG_SHARE = 0.9
 DOWNSTREAM_QUERIES = ("twin", "aggregates")
-CAPACITY_FILE = ROOT / "autoscaler" / "model" / "capacity.yaml"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -275,21 +275,7 @@ def scaling_efficiency(capacity: Mapping[int, float]) -> float | None:
 def update_capacity_text(text: str, readings_per_s: float, efficiency: float | None,
                          command_line: str, day: str) -> str:
     """capacity.yaml with the processing pool's measured numbers and source, comments kept."""
-    def in_section(section: str, key: str, value: str, body: str) -> str:
-        pat = re.compile(rf"(^{section}:\n(?:[ #].*\n|\n)*?  {key}: )([^\n#]*?)(\s*(#.*)?)$", re.M)
-        new, n = pat.subn(lambda m: m.group(1) + value + m.group(3), body, count=1)
-        if n != 1:
-            raise ValueError(f"capacity.yaml: {section}.{key} not found")
-        return new
-
-    text = in_section("processing", "readings_per_s", f"{readings_per_s:.0f}", text)
-    if efficiency is not None:
-        text = in_section("processing", "scaling_efficiency", f"{efficiency:.2f}", text)
-    text = in_section("source", "kind", "measured", text)
-    text = in_section("source", "command", json.dumps(command_line), text)
-    text = in_section("source", "date", day, text)
-    return in_section("source", "note", json.dumps(
-        "processing measured by bench.stream_capacity; queue still provisional"), text)
+    return update_pool(text, "processing", readings_per_s, efficiency, command_line, day)
 
 
 def capacity_rows(rows: Iterable[Mapping[str, str]]) -> list[Capacity]:

@@ -15,6 +15,8 @@ from autoscaler.model.capacity import (
     load_capacity,
     parse_capacity,
 )
+from bench.common import read_csv
+from bench.queue_capacity import capacity_of
 from bench.stream_capacity import scaling_efficiency
 from infra.state import ROOT
 
@@ -24,17 +26,21 @@ def raw() -> dict:
     return yaml.safe_load(DEFAULT_PATH.read_text())
 
 
-def test_shipped_file_holds_the_last_stream_sweep():
+def test_shipped_file_holds_the_last_sweeps():
     # The processing numbers are the measured ones of results/stream (make bench-stream): a
     # change to one without the other (a new sweep not written, or a hand edit) fails here.
     cap = load_capacity()
-    assert cap.source.kind == "measured" and "make bench-stream" in (cap.source.command or "")
+    assert cap.source.kind == "measured" and "make bench-stream" in (cap.source.note or "")
     rows = {int(r["workers"]): float(r["max_sustained_per_s"]) for r in csv.DictReader(
         (ROOT / "results" / "stream" / "capacity.csv").open())}
     assert cap.processing.readings_per_s == round(rows[1])
     assert cap.processing.scaling_efficiency == pytest.approx(
         scaling_efficiency(rows), abs=0.0051)  # the file keeps 2 decimals
-    assert cap.queue.readings_per_s == 4000 and cap.queue.cpus == 0.5
+    # The queue's is the one of results/queue (make bench-queue), the same way.
+    queue, failed = capacity_of(read_csv(ROOT / "results" / "queue" / "capacity.csv"))
+    assert queue is not None and failed is not None   # saturated: not a lower bound
+    assert cap.queue.readings_per_s == round(queue) and cap.queue.cpus == 0.5
+    assert "make bench-queue" in (cap.source.note or "")
 
 
 def test_pool_totals_and_sizing(raw):
