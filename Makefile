@@ -100,7 +100,7 @@ bench-report: setup ## results/REPORT.md from whatever the experiments left unde
 bench: bench-platform bench-model bench-ingest bench-queue bench-stream bench-overhead bench-faults bench-autoscaler ## every experiment, then results/REPORT.md [BENCH_ARGS=--quick]
 	@$(PY) -m bench.report $(BENCH_ARGS)
 
-bench-quick: ## every experiment at toy size into results/quick/ (what the notebooks' test reads)
+bench-quick: ## every experiment at toy size (BENCH_ARGS=--quick) into results/quick/, the full results left alone
 	@VPP_RESULTS=$(CURDIR)/results/quick $(MAKE) --no-print-directory bench BENCH_ARGS=--quick
 
 .PHONY: orchestrator orchestrator-stop retrain

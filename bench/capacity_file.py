@@ -15,19 +15,23 @@ CAPACITY_FILE = ROOT / "autoscaler" / "model" / "capacity.yaml"
 POOLS = ("processing", "queue")
 
 
+def _key(section: str, key: str) -> re.Pattern[str]:
+    """``section.key``: group 1 up to its value, 2 the value, 3 a trailing comment."""
+    return re.compile(rf"(^{section}:\n(?:[ #].*\n|\n)*?  {key}: )([^\n#]*?)(\s*(#.*)?)$", re.M)
+
+
 def set_key(text: str, section: str, key: str, value: str) -> str:
     """``section.key``'s value replaced (its trailing comment kept); ValueError naming the field
     when the file has no such key."""
-    pat = re.compile(rf"(^{section}:\n(?:[ #].*\n|\n)*?  {key}: )([^\n#]*?)(\s*(#.*)?)$", re.M)
-    new, n = pat.subn(lambda m: m.group(1) + value + m.group(3), text, count=1)
+    new, n = _key(section, key).subn(lambda m: m.group(1) + value + m.group(3), text, count=1)
     if n != 1:
         raise ValueError(f"capacity.yaml: {section}.{key} not found")
     return new
 
 
 def _get_key(text: str, section: str, key: str) -> str:
-    m = re.search(rf"^{section}:\n(?:[ #].*\n|\n)*?  {key}: ([^\n#]*?)\s*(#.*)?$", text, re.M)
-    return m.group(1) if m else ""
+    m = _key(section, key).search(text)
+    return m.group(2) if m else ""
 
 
 def provenance(note: str) -> dict[str, str]:
